@@ -1,0 +1,154 @@
+"""The ``stylenada`` command line: a thin layer over the library. Errors print as one clear line."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from .errors import StylenadaError
+
+
+def user_errors(fn):
+    """Turn StylenadaError (bad input) into ``Error: <message>`` and exit code 2, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except StylenadaError as e:
+            raise click.ClickException(str(e)) from None
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="stylenada")
+def cli() -> None:
+    """Adapt StyleGAN2 generators to new domains described by text, with CLIP as the teacher."""
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@user_errors
+def info(checkpoint: Path) -> None:
+    """Show a checkpoint's format, resolution, W+ size and parameter count."""
+    from .formats import inspect_checkpoint
+
+    i = inspect_checkpoint(checkpoint)
+    c = i.config
+    click.echo(f"file:            {i.path}")
+    click.echo(f"format:          {i.format}")
+    click.echo(f"resolution:      {c.resolution}x{c.resolution}")
+    click.echo(f"num_ws:          {c.num_ws}")
+    click.echo(f"z_dim / w_dim:   {c.z_dim} / {c.w_dim}")
+    click.echo(f"mapping layers:  {c.mapping_layers}")
+    click.echo(f"channels:        " + ", ".join(f"{r}:{c.channels(r)}" for r in c.resolutions))
+    click.echo(f"conv_clamp:      {c.conv_clamp}")
+    click.echo(f"stored mean w:   {'yes' if i.has_w_avg else 'no (estimated on load)'}")
+    click.echo(f"parameters:      {i.num_params:,}")
+
+
+@cli.command()
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["native", "rosinality"]), default=None,
+              help="Output format (default: from DST's suffix: .safetensors native, .pt rosinality).")
+@click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+@user_errors
+def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
+    """Convert a generator checkpoint (native, rosinality .pt, NVIDIA .pkl) to native or rosinality."""
+    from .formats import format_for_output, load_generator, save_generator
+
+    format_for_output(dst, fmt)  # validate before the (slow) load
+    if dst.exists() and not force:
+        raise StylenadaError(f"{dst} exists; choose another name or pass --force to overwrite it")
+    G = load_generator(src)
+    save_generator(G, dst, fmt)
+    click.echo(f"wrote {dst} ({fmt or dst.suffix})")
+
+
+@cli.command()
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
+@click.option("--truncation", type=float, default=1.0, show_default=True, help="Truncation psi toward the mean w.")
+@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Write one grid image here.")
+@click.option("--outdir", type=click.Path(path_type=Path), default=None, help="Write one PNG per seed here.")
+@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, out: Path | None,
+             outdir: Path | None, batch: int, device: str) -> None:
+    """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir)."""
+    import torch
+    from tqdm import tqdm
+
+    from .formats import load_generator
+    from .utils.images import save_grid, save_image
+    from .utils.seeds import parse_seeds, z_from_seeds
+
+    seed_list = parse_seeds(seeds)
+    if out is None and outdir is None:
+        out = Path("grid.png")
+    G = load_generator(checkpoint, device=device)
+    z = z_from_seeds(seed_list, G.z_dim).to(device)
+    images = []
+    with torch.no_grad():
+        for i in tqdm(range(0, len(seed_list), batch), desc="generate", unit="batch", disable=len(seed_list) <= batch):
+            images.append(G(z[i : i + batch], truncation_psi=truncation, noise_mode=noise_mode).cpu())
+    imgs = torch.cat(images)
+    if outdir is not None:
+        outdir.mkdir(parents=True, exist_ok=True)
+        for s, img in zip(seed_list, imgs, strict=True):
+            save_image(img, outdir / f"seed{s:04d}.png")
+        click.echo(f"wrote {len(seed_list)} images to {outdir}")
+    if out is not None:
+        save_grid(imgs, out)
+        click.echo(f"wrote {out}")
+
+
+@cli.command("random-generator")
+@click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--resolution", type=int, default=256, show_default=True)
+@click.option("--channel-multiplier", type=int, default=2, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+@user_errors
+def random_generator(dst: Path, resolution: int, channel_multiplier: int, seed: int, force: bool) -> None:
+    """Write a randomly initialised StyleGAN2 generator (for benchmarks and trying the tools)."""
+    import torch
+
+    from .formats import save_generator
+    from .models.stylegan2 import Generator, GeneratorConfig
+
+    if dst.exists() and not force:
+        raise StylenadaError(f"{dst} exists; choose another name or pass --force to overwrite it")
+    try:
+        cfg = GeneratorConfig.from_channel_multiplier(resolution, channel_multiplier)
+    except ValueError as e:
+        raise StylenadaError(f"{e}: use --resolution 32, 64, ..., 1024") from None
+    torch.manual_seed(seed)
+    save_generator(Generator(cfg), dst)
+    click.echo(f"wrote {dst} ({resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
+    try:
+        cli.main(args=argv, prog_name="stylenada", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Our own format: safetensors weights with the architecture as JSON in the file's metadata."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+from ..models.stylegan2 import Generator, GeneratorConfig
+from ..utils.io import atomic_write
+from .registry import CheckpointFormat, register_format
+
+META_KEY = "stylenada"
+FORMAT_VERSION = 1
+
+
+def _sniff(path: Path, head: bytes) -> bool:
+    if len(head) < 10:
+        return False
+    (n,) = struct.unpack("<Q", head[:8])
+    return 0 < n < 100_000_000 and head[8:9] == b"{"
+
+
+def read_metadata(path: Path) -> dict:
+    """The JSON that stylenada stores in a safetensors file's metadata."""
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+    except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({e}); save or download the file again") from e
+    meta = header.get("__metadata__", {})
+    if META_KEY not in meta:
+        raise CheckpointError(
+            f"{path}: a safetensors file without stylenada metadata; write it with `stylenada convert` "
+            "or `save_generator`, which record the architecture")
+    return json.loads(meta[META_KEY])
+
+
+def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    """Atomically write ``tensors`` with ``meta`` (JSON-serialisable) into a safetensors file."""
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write(path, lambda p: save_file(tensors, str(p), metadata={META_KEY: json.dumps(meta)}))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot read safetensors data ({e}); the file is truncated or corrupt") from e
+
+
+def _load(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+    meta = read_metadata(path)
+    if meta.get("kind") != "generator":
+        raise CheckpointError(f"{path}: holds a {meta.get('kind')!r}, not a generator")
+    cfg = GeneratorConfig.from_dict(meta["config"])
+    return cfg, load_tensors(path)
+
+
+def _save(G: Generator, path: Path) -> None:
+    meta = {"kind": "generator", "version": FORMAT_VERSION, "config": G.cfg.to_dict()}
+    save_tensors(path, G.state_dict(), meta)
+
+
+NATIVE = register_format(CheckpointFormat(
+    name="native", description="stylenada safetensors", sniff=_sniff, load=_load, save=_save,
+    suffix=".safetensors"))

@@ -1,0 +1,135 @@
+"""Pure-PyTorch building blocks of StyleGAN2: FIR resampling, bias+activation, modulated convolution.
+
+Everything here runs on CPU and GPU alike and needs no compiled extension. The maths follows the
+StyleGAN2 paper (Karras et al., 2020): equalised learning rate (weights stored at unit variance and
+scaled at run time), weight (de)modulation, and [1, 3, 3, 1] low-pass filtering around every change of
+resolution.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+LRELU_GAIN = math.sqrt(2.0)
+
+
+def setup_filter(taps: tuple[int, ...] | list[int]) -> torch.Tensor:
+    """A separable FIR filter as its 1-D taps, normalised to sum 1 (the 2-D filter is the outer product)."""
+    f = torch.as_tensor(taps, dtype=torch.float32)
+    assert f.ndim == 1 and f.numel() >= 1
+    return f / f.sum()
+
+
+def _fir_1d(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
+    """Depthwise true convolution (flipped taps) of NCHW ``x`` with 1-D taps ``f`` along H (dim=2) or W (3)."""
+    c = x.shape[1]
+    k = f.flip(0).to(x.dtype)
+    w = k.view(1, 1, -1, 1) if dim == 2 else k.view(1, 1, 1, -1)
+    return F.conv2d(x, w.expand(c, 1, *w.shape[2:]), groups=c)
+
+
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
+    """Upsample by zero insertion, pad, filter with the separable FIR ``f``, downsample by striding.
+
+    ``pad`` = (before, after) applies to both axes (negative values crop). The filter is applied as a
+    true convolution, scaled by ``gain`` (``up**2`` keeps the signal's mean when upsampling).
+    """
+    n, c, h, w = x.shape
+    if up > 1:
+        x = x.reshape(n, c, h, 1, w, 1)
+        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
+        x = x.reshape(n, c, h * up, w * up)
+    p0, p1 = pad
+    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    if min(p0, p1) < 0:
+        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
+    # Separable: the gain is split evenly between the two passes.
+    g = math.sqrt(gain)
+    x = _fir_1d(x, f * g, dim=2)
+    x = _fir_1d(x, f * g, dim=3)
+    if down > 1:
+        x = x[:, :, ::down, ::down]
+    return x
+
+
+def upsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """2x FIR upsampling that keeps the image aligned (used on the skip path of ToRGB)."""
+    fw = f.numel()
+    return upfirdn2d(x, f, up=factor, pad=((fw + factor - 1) // 2, (fw - factor) // 2), gain=factor**2)
+
+
+def downsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
+    """2x FIR downsampling (low-pass, then keep every other pixel)."""
+    fw = f.numel()
+    return upfirdn2d(x, f, down=factor, pad=((fw - factor + 1) // 2, (fw - factor) // 2))
+
+
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """Add a per-channel bias, apply ``act`` ('linear' or 'lrelu'), scale by ``gain``, clamp to +-clamp."""
+    if b is not None:
+        x = x + b.view(1, -1, *([1] * (x.ndim - 2)))
+    if act == "lrelu":
+        x = F.leaky_relu(x, 0.2)
+        gain = LRELU_GAIN if gain is None else gain
+    elif act != "linear":
+        raise ValueError(f"unknown activation {act!r}")
+    if gain is not None and gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    demodulate: bool = True,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """StyleGAN2's modulated convolution: scale input channels by ``styles``, convolve, demodulate.
+
+    Computed as "modulate activations, shared convolution, scale outputs", which equals convolving each
+    sample with its own modulated weight ``w * s`` (normalised so each output channel has unit norm when
+    ``demodulate``), but runs as one batched convolution.
+
+    x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]. With ``up=2`` the output is [N, O, 2H, 2W]:
+    a transposed stride-2 convolution followed by the FIR filter.
+    """
+    n, i, h, w = x.shape
+    o, i2, kh, kw = weight.shape
+    assert i == i2 and styles.shape == (n, i), (x.shape, weight.shape, styles.shape)
+    x = x * styles.to(x.dtype).view(n, i, 1, 1)
+    if up == 1:
+        x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+    else:
+        assert up == 2 and resample_filter is not None
+        x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+        fw = resample_filter.numel()
+        # Padding that makes (transposed conv + FIR) equal to "upsample, filter, conv with `padding`".
+        p0 = padding + (fw + up - 1) // 2 - (kw - 1)
+        p1 = padding + (fw - up) // 2 - (kw - up)
+        x = upfirdn2d(x, resample_filter, pad=(p0, p1), gain=up**2)
+    if demodulate:
+        wm = weight.unsqueeze(0) * styles.view(n, 1, i, 1, 1)  # [N, O, I, k, k]
+        dcoefs = (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
+        x = x * dcoefs.to(x.dtype).view(n, o, 1, 1)
+    return x
