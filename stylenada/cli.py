@@ -45,7 +45,7 @@ def info(checkpoint: Path) -> None:
     click.echo(f"num_ws:          {c.num_ws}")
     click.echo(f"z_dim / w_dim:   {c.z_dim} / {c.w_dim}")
     click.echo(f"mapping layers:  {c.mapping_layers}")
-    click.echo(f"channels:        " + ", ".join(f"{r}:{c.channels(r)}" for r in c.resolutions))
+    click.echo("channels:        " + ", ".join(f"{r}:{c.channels(r)}" for r in c.resolutions))
     click.echo(f"conv_clamp:      {c.conv_clamp}")
     click.echo(f"stored mean w:   {'yes' if i.has_w_avg else 'no (estimated on load)'}")
     click.echo(f"parameters:      {i.num_params:,}")

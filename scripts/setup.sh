@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Create .venv in the repository root and install stylenada with its dependencies.
+# torch 2.14.1 / torchvision 0.29.1 are pinned because they install from local disk on our machines;
+# on your own machine any torch >= 2.1 works (pip install -e .).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
+fi
+.venv/bin/pip install -q -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/python -c "import stylenada, torch, open_clip; print('stylenada ready: torch', torch.__version__)"

@@ -1,0 +1,55 @@
+"""Smoke runs of every command through main(argv), and their one-line errors."""
+
+import torch
+from PIL import Image
+
+from stylenada.cli import main
+from stylenada.formats import load_generator, save_generator
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_info(tiny_generator, tmp_path, capsys):
+    path = save_generator(tiny_generator, tmp_path / "g.pt")
+    code, out, _ = run(capsys, "info", str(path))
+    assert code == 0
+    assert "rosinality" in out and "32x32" in out and "num_ws:          8" in out
+
+
+def test_convert_and_generate(tiny_generator, tmp_path, capsys):
+    src = save_generator(tiny_generator, tmp_path / "g.pt")
+    dst = tmp_path / "g.safetensors"
+    assert run(capsys, "convert", str(src), str(dst))[0] == 0
+    assert torch.equal(load_generator(dst).state_dict()["synthesis.b4.const"], tiny_generator.synthesis.b4.const)
+    code, _, err = run(capsys, "convert", str(src), str(dst))
+    assert code == 1 and "exists" in err and "--force" in err
+    code, _, _ = run(capsys, "generate", str(dst), "--seeds", "0-5", "--truncation", "0.7",
+                     "--out", str(tmp_path / "grid.png"), "--outdir", str(tmp_path / "each"))
+    assert code == 0
+    assert Image.open(tmp_path / "grid.png").size == (3 * 34 + 2, 2 * 34 + 2)
+    assert len(list((tmp_path / "each").glob("seed*.png"))) == 6
+    a = Image.open(tmp_path / "each" / "seed0003.png").tobytes()
+    run(capsys, "generate", str(dst), "--seeds", "3", "--outdir", str(tmp_path / "again"), "--truncation", "0.7")
+    assert Image.open(tmp_path / "again" / "seed0003.png").tobytes() == a  # a seed always gives the same image
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    code, _, err = run(capsys, "info", str(tmp_path / "missing.pt"))
+    assert code == 1 and err.strip().count("\n") == 0 and "not found" in err
+    (tmp_path / "junk.pt").write_bytes(b"junk" * 10)
+    code, _, err = run(capsys, "generate", str(tmp_path / "junk.pt"))
+    assert code == 1 and err.strip().count("\n") == 0
+    code, _, err = run(capsys, "generate", str(tmp_path / "junk.pt"), "--seeds", "5-1")
+    assert code == 1 and "seed" in err
+
+
+def test_random_generator(tmp_path, capsys):
+    code, out, _ = run(capsys, "random-generator", str(tmp_path / "r.safetensors"), "--resolution", "32",
+                       "--channel-multiplier", "1")
+    assert code == 0 and load_generator(tmp_path / "r.safetensors").resolution == 32
+    code, _, err = run(capsys, "random-generator", str(tmp_path / "q.safetensors"), "--resolution", "100")
+    assert code == 1 and "power of two" in err

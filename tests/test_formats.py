@@ -1,0 +1,164 @@
+"""Checkpoint formats: round trips, architecture inference, safety, and clear errors."""
+
+import argparse
+import os
+import pickle
+
+import pytest
+import torch
+
+from stylenada.errors import CheckpointError, UnsafePickleError
+from stylenada.formats import inspect_checkpoint, load_generator, save_generator
+from stylenada.formats.rosinality import from_native
+from stylenada.models.stylegan2 import Generator, GeneratorConfig
+
+
+def outputs(G, seed=0, psi=0.7):
+    z = torch.randn(3, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        return G(z, truncation_psi=psi)
+
+
+@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
+def test_roundtrip_is_exact(tiny_generator, tmp_path, name):
+    path = save_generator(tiny_generator, tmp_path / name)
+    G2 = load_generator(path)
+    assert G2.cfg == tiny_generator.cfg
+    assert torch.equal(outputs(G2), outputs(tiny_generator))
+    assert torch.equal(G2.w_avg, tiny_generator.w_avg)
+
+
+def test_native_to_rosinality_to_native(tiny_generator, tmp_path):
+    save_generator(tiny_generator, tmp_path / "a.pt")
+    G = load_generator(tmp_path / "a.pt")
+    save_generator(G, tmp_path / "b.safetensors")
+    G2 = load_generator(tmp_path / "b.safetensors")
+    assert torch.equal(outputs(G2), outputs(tiny_generator))
+
+
+def test_rosinality_keys_and_shapes(tiny_generator):
+    sd = from_native(tiny_generator.state_dict(), tiny_generator.cfg)
+    assert sd["input.input"].shape == (1, 16, 4, 4)
+    assert sd["conv1.conv.weight"].shape == (1, 16, 16, 3, 3)
+    assert sd["to_rgb1.bias"].shape == (1, 3, 1, 1)
+    assert sd["convs.0.conv.blur.kernel"].shape == (4, 4)
+    assert sd["noises.noise_0"].shape == (1, 1, 4, 4) and sd["noises.noise_6"].shape == (1, 1, 32, 32)
+    assert "style.2.weight" in sd and "style.3.weight" not in sd
+    assert sd["convs.5.noise.weight"].shape == (1,)
+
+
+@pytest.mark.parametrize("cfg", [
+    GeneratorConfig(resolution=64, z_dim=16, w_dim=24, mapping_layers=3, channel_base=1024, channel_max=32),
+    GeneratorConfig(resolution=32, z_dim=8, w_dim=8, mapping_layers=1, channel_base=256, channel_max=64),
+])
+def test_architecture_is_inferred(cfg, tmp_path):
+    torch.manual_seed(1)
+    G = Generator(cfg)
+    for name in ("g.pt", "g.safetensors"):
+        save_generator(G, tmp_path / name)
+        info = inspect_checkpoint(tmp_path / name)
+        assert info.config == cfg
+        assert info.num_params == sum(p.numel() for p in G.parameters())
+
+
+def test_rosinality_training_checkpoint_with_args(tiny_generator, tmp_path):
+    """Training checkpoints carry an argparse.Namespace; it is allowed, and nothing else is."""
+    sd = from_native(tiny_generator.state_dict(), tiny_generator.cfg)
+    ckpt = {"g": sd, "g_ema": sd, "args": argparse.Namespace(size=32, batch=4), "g_optim": {"state": {}}}
+    torch.save(ckpt, tmp_path / "train.pt")
+    G = load_generator(tmp_path / "train.pt")  # no latent_avg: estimated
+    assert torch.isfinite(G.w_avg).all() and G.w_avg.abs().sum() > 0
+
+
+class Exploit:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_malicious_torch_file_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"g_ema": {"x": torch.zeros(1)}, "evil": Exploit(marker)}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused"):
+        load_generator(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    with open(tmp_path / "evil.pkl", "wb") as f:
+        pickle.dump({"G_ema": Exploit(marker)}, f)
+    with pytest.raises(UnsafePickleError, match="posix.system|os.system|nt.system"):
+        load_generator(tmp_path / "evil.pkl")
+    assert not marker.exists()
+    # Plain pickle would have run the command: the test's payload is real.
+    with open(tmp_path / "evil.pkl", "rb") as f:
+        pickle.load(f)
+    assert marker.exists()
+
+
+def test_pickle_without_g_ema(tmp_path):
+    with open(tmp_path / "x.pkl", "wb") as f:
+        pickle.dump({"D": 1}, f)
+    with pytest.raises(CheckpointError, match="no 'G_ema'"):
+        load_generator(tmp_path / "x.pkl")
+
+
+@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
+def test_truncated_and_corrupt_files(tiny_generator, tmp_path, name):
+    path = save_generator(tiny_generator, tmp_path / name)
+    data = path.read_bytes()
+    for bad in (data[: len(data) // 2], data[:5], b"\x00" * 100):
+        p = tmp_path / f"bad_{len(bad)}{path.suffix}"
+        p.write_bytes(bad)
+        with pytest.raises(CheckpointError) as e:
+            load_generator(p)
+        assert str(p) in str(e.value)
+        assert "\n" not in str(e.value)
+
+
+def test_missing_empty_and_folder(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        load_generator(tmp_path / "nope.pt")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_generator(tmp_path / "empty.pt")
+    with pytest.raises(CheckpointError, match="folder"):
+        load_generator(tmp_path)
+
+
+def test_mismatched_shapes_give_clear_error(tiny_generator, tmp_path):
+    sd = from_native(tiny_generator.state_dict(), tiny_generator.cfg)
+    sd["convs.3.conv.weight"] = torch.zeros(1, 16, 8, 3, 3)  # wrong in-channels for its resolution
+    torch.save({"g_ema": sd}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=r"convs\.3|b16\.conv1"):
+        load_generator(tmp_path / "bad.pt")
+    sd = from_native(tiny_generator.state_dict(), tiny_generator.cfg)
+    del sd["to_rgbs.1.conv.weight"]
+    torch.save({"g_ema": sd}, tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="to_rgbs.1"):
+        load_generator(tmp_path / "missing.pt")
+
+
+def test_nan_weights_are_rejected(tiny_generator, tmp_path):
+    sd = from_native(tiny_generator.state_dict(), tiny_generator.cfg)
+    sd["style.1.weight"][0, 0] = float("nan")
+    torch.save({"g_ema": sd}, tmp_path / "nan.pt")
+    with pytest.raises(CheckpointError, match="NaN"):
+        load_generator(tmp_path / "nan.pt")
+
+
+def test_encoder_checkpoint_is_named(tmp_path):
+    torch.save({"state_dict": {"encoder.x": torch.zeros(1)}, "opts": {}}, tmp_path / "e4e.pt")
+    with pytest.raises(CheckpointError, match="encoder"):
+        load_generator(tmp_path / "e4e.pt")
+
+
+def test_save_is_atomic_and_leaves_no_temp(tiny_generator, tmp_path):
+    save_generator(tiny_generator, tmp_path / "g.safetensors")
+    save_generator(tiny_generator, tmp_path / "g.safetensors")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.safetensors"]
+    with pytest.raises(CheckpointError, match="output format"):
+        save_generator(tiny_generator, tmp_path / "g.bin")

@@ -1,0 +1,57 @@
+"""The resampling and modulated-convolution ops against textbook definitions."""
+
+import torch
+import torch.nn.functional as F
+
+from stylenada.models.ops import modulated_conv2d, setup_filter, upfirdn2d
+
+
+def naive_upfirdn2d(x, f1d, up, down, pad, gain):
+    """Direct definition: zero-insertion, padding, full 2-D true convolution, decimation."""
+    n, c, h, w = x.shape
+    y = torch.zeros(n, c, h * up, w * up, dtype=x.dtype)
+    y[:, :, ::up, ::up] = x
+    y = F.pad(y, [pad[0], pad[1], pad[0], pad[1]])
+    f2 = torch.outer(f1d, f1d) * gain
+    k = f2.flip([0, 1]).expand(c, 1, *f2.shape)
+    y = F.conv2d(y, k, groups=c)
+    return y[:, :, ::down, ::down]
+
+
+def test_upfirdn2d_matches_definition():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    f = setup_filter([1, 2, 5, 1]).double()  # asymmetric, so a flip error would show
+    for up, down, pad, gain in [(1, 1, (1, 2), 1.0), (2, 1, (2, 1), 4.0), (1, 2, (2, 1), 1.0)]:
+        got = upfirdn2d(x, f, up=up, down=down, pad=pad, gain=gain)
+        want = naive_upfirdn2d(x, f, up, down, pad, gain)
+        assert got.shape == want.shape
+        torch.testing.assert_close(got, want)
+
+
+def test_modulated_conv_equals_per_sample_weights():
+    """Batched 'modulate activations' form == convolving each sample with its own demodulated weight."""
+    torch.manual_seed(0)
+    n, i, o = 3, 5, 4
+    x = torch.randn(n, i, 8, 8, dtype=torch.float64)
+    w = torch.randn(o, i, 3, 3, dtype=torch.float64)
+    s = torch.randn(n, i, dtype=torch.float64)
+    f = setup_filter([1, 3, 3, 1]).double()
+    for up in (1, 2):
+        got = modulated_conv2d(x, w, s, demodulate=True, up=up, padding=1, resample_filter=f)
+        outs = []
+        for b in range(n):
+            wb = w * s[b].view(1, i, 1, 1)
+            wb = wb / (wb.square().sum(dim=[1, 2, 3], keepdim=True) + 1e-8).sqrt()
+            xb = x[b : b + 1]
+            if up == 2:
+                # Upsample by zero insertion and low-pass with the FIR (gain 4, padded for a 3x3 'same'
+                # conv), then convolve. As in both reference implementations, the upsampling layers apply
+                # their kernels as a true convolution (a transposed conv), the others as a correlation.
+                xb = naive_upfirdn2d(xb, f, 2, 1, (3, 2), 4.0)
+                outs.append(F.conv2d(xb, wb.flip([2, 3])))
+            else:
+                outs.append(F.conv2d(xb, wb, padding=1))
+        want = torch.cat(outs)
+        assert got.shape == want.shape == (n, o, 8 * up, 8 * up)
+        torch.testing.assert_close(got, want)
