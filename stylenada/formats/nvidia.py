@@ -45,7 +45,8 @@ class PersistentObject:
 
     @property
     def init_kwargs(self) -> dict:
-        return dict(self.state.get("init_kwargs") or {})
+        # The persistence decorator records the constructor's keyword arguments as ``_init_kwargs``.
+        return dict(self.state.get("_init_kwargs") or self.state.get("init_kwargs") or {})
 
     def named_tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
         """Parameters and persistent buffers of this module and its sub-modules, by qualified name."""
@@ -103,6 +104,8 @@ _ALLOWED: dict[str, Any] = {
     "numpy.core.multiarray._reconstruct": _numpy_reconstruct,
     "numpy._core.multiarray._reconstruct": _numpy_reconstruct,
     "numpy.ndarray": np.ndarray,
+    "builtins.set": set,  # protocol <= 3 pickles spell sets as a call to set()
+    "builtins.frozenset": frozenset,
 }
 _ALLOWED.update({f"torch.{n}": getattr(torch, n) for n in
                  ("float32", "float16", "float64", "bfloat16", "int64", "int32", "uint8", "bool")})

@@ -177,6 +177,9 @@ def _save(G: Generator, path: Path) -> None:
     if not standard:
         log.warning("this generator's channel counts match no rosinality channel_multiplier; the file loads "
                     "here and in shape-inferring tools, not in rosinality's Generator class")
+    if cfg.conv_clamp is not None:
+        log.warning("rosinality's format has no conv_clamp (this generator clamps at %s); outputs differ only "
+                    "where an activation reaches the clamp", cfg.conv_clamp)
     state = {"g_ema": from_native(G.state_dict(), cfg), "latent_avg": G.w_avg.detach().cpu().clone()}
     atomic_write(path, lambda p: torch.save(state, p))
 

@@ -1,0 +1,139 @@
+"""The training configuration: one typed dataclass, filled from the command line or a YAML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from ..errors import StylenadaError
+from .layers import STRATEGIES, SelectionConfig
+from .weighting import WEIGHTINGS
+
+
+@dataclass
+class TrainConfig:
+    """Everything a NADA run depends on; saved as ``config.json`` in the run folder."""
+
+    generator: str = ""  # checkpoint of the source generator (any supported format)
+    source: str = "photo"  # source text (the starting value with dynamic source text)
+    target: str = ""  # target text; or leave empty and give target_images
+    target_images: str | None = None  # folder of target-domain images (image-guided mode)
+    out: str = "runs/adapt"
+    clip: list[str] = field(default_factory=lambda: ["ViT-B-32:openai"])  # 'name:pretrained[@weight]'
+    templates: str = "imagenet"  # 'imagenet' (80 templates averaged) or 'single' ("a photo of a {}")
+
+    iters: int = 300
+    batch: int = 2
+    lr: float = 0.002  # scaled by g_reg_every / (g_reg_every + 1), as the official code does
+    g_reg_every: int = 4
+    seed: int = 0
+    truncation: float = 1.0  # truncation of the training latents
+    mixing: float = 0.0  # style-mixing probability of the training latents
+    noise_mode: str = "random"  # each generator draws its own noise, as the official code does
+    train_mapping: bool = False
+    precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the generators and CLIP)
+
+    layers: str = "adaptive"  # one of STRATEGIES
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
+
+    weighting: str = "fixed"  # one of WEIGHTINGS
+    lambda_clip: float = 1.0
+    lambda_l2: float = 0.0
+    lambda_global: float = 0.0  # optional global CLIP loss (image vs target text)
+    lambda_lr: float = 0.05  # step size of optimizer_lambda (learned / constrained weighting)
+    l2_budget: float = 0.05  # constrained weighting: allowed mean squared pixel change
+    lambda_temperature: float = 0.5  # learned weighting: entropy temperature
+
+    source_text: str = "static"  # 'static' or 'dynamic'
+    source_candidates: str | None = None  # built-in list name or comma-separated captions
+    source_interval: int = 50
+    source_batch: int = 8
+
+    sample_every: int = 50
+    n_samples: int = 8
+    sample_truncation: float = 0.7
+    checkpoint_every: int = 100
+    export_rosinality: bool = False
+    tensorboard: bool = True
+    device: str = "cpu"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        d = dict(d)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise StylenadaError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
+        sel = d.pop("selection", None) or {}
+        if isinstance(sel, dict):
+            sel_known = {f.name for f in dataclasses.fields(SelectionConfig)}
+            bad = sorted(set(sel) - sel_known)
+            if bad:
+                raise StylenadaError(f"unknown selection keys {bad}; valid keys are {sorted(sel_known)}")
+            sel = SelectionConfig(**sel)
+        if isinstance(d.get("clip"), str):
+            d["clip"] = [d["clip"]]
+        return cls(selection=sel, **d)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        if not path.exists():
+            raise StylenadaError(f"config file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise StylenadaError(f"{path}: not valid YAML/JSON ({str(e).splitlines()[0]})") from e
+        if not isinstance(data, dict):
+            raise StylenadaError(f"{path}: expected a mapping of option names to values")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        from ..utils.io import atomic_write_text
+
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2))
+
+    def validate(self) -> None:
+        """Raise StylenadaError naming the first bad option and how to fix it."""
+        if not self.generator:
+            raise StylenadaError("no generator given: pass --generator CKPT")
+        if not self.source.strip():
+            raise StylenadaError("empty source text: give a non-empty --source (e.g. 'photo')")
+        if self.target_images is None and not self.target.strip():
+            raise StylenadaError("empty target text: give a non-empty --target, or --target-images DIR")
+        if self.target_images is None and self.source.strip().lower() == self.target.strip().lower() \
+                and self.source_text == "static":
+            raise StylenadaError(f"source and target texts are identical ({self.source!r}): nothing to adapt to")
+        if self.layers not in STRATEGIES:
+            raise StylenadaError(f"unknown layer strategy {self.layers!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.weighting not in WEIGHTINGS:
+            raise StylenadaError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
+        if self.templates not in ("imagenet", "single"):
+            raise StylenadaError(f"--templates must be 'imagenet' or 'single', got {self.templates!r}")
+        if self.source_text not in ("static", "dynamic"):
+            raise StylenadaError(f"--source-text must be 'static' or 'dynamic', got {self.source_text!r}")
+        if self.noise_mode not in ("random", "const", "none"):
+            raise StylenadaError(f"--noise-mode must be random, const or none, got {self.noise_mode!r}")
+        if self.precision not in ("fp32", "bf16"):
+            raise StylenadaError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        for name in ("iters", "batch", "n_samples", "source_interval", "source_batch"):
+            if getattr(self, name) < 1:
+                raise StylenadaError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "lambda_clip", "lambda_l2", "lambda_global", "lambda_lr", "truncation", "mixing"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise StylenadaError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")
+        if self.lr == 0:
+            raise StylenadaError("--lr must be > 0")
+        if not 0 <= self.mixing <= 1:
+            raise StylenadaError(f"--mixing is a probability in [0, 1], got {self.mixing}")
+        if not self.clip:
+            raise StylenadaError("no CLIP model given: pass --clip, e.g. --clip ViT-B-32:openai")

@@ -1,0 +1,290 @@
+"""Layer selection: which parameters of the trainable generator are updated, chosen by name.
+
+``all``                    every synthesis layer (const + modulated convs); mapping and ToRGB frozen.
+``late``                   only the last ``k`` modulated convs (the high-resolution ones), fixed once.
+``adaptive``               every ``interval`` steps, optimise W+ codes alone toward the target for a
+                           few steps, rank W+ entries by mean |change| and unfreeze the ``k`` convs
+                           those entries drive (the original method; W+ index i -> the conv it drives).
+``adaptive_fine_grained``  the same choice, but only the modulation (affine) and noise-strength
+                           parameters of the chosen convs train.
+``adaptive_param``         every ``interval`` steps, a short SGD optimisation of a copy of the trainable
+                           generator toward the target; the tensors (or the top fraction of elements)
+                           that changed most are the only ones updated next, through gradient masks.
+
+Each strategy returns a :class:`Selection` naming what trains, which the trainer logs.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from ..errors import StylenadaError
+from ..models.stylegan2 import Generator
+
+if TYPE_CHECKING:
+    from .trainer import NadaObjective
+
+STRATEGIES: dict[str, type[LayerStrategy]] = {}
+
+
+def register_strategy(name: str) -> Callable[[type[LayerStrategy]], type[LayerStrategy]]:
+    def deco(cls: type[LayerStrategy]) -> type[LayerStrategy]:
+        cls.name = name
+        STRATEGIES[name] = cls
+        return cls
+
+    return deco
+
+
+@dataclass
+class SelectionConfig:
+    """Options shared by the strategies (each reads the ones it needs)."""
+
+    k: int | None = None  # layers to train (adaptive, late); None: all W+ entries (the paper's k=18 @1024)
+    interval: int = 1  # re-select every this many steps
+    w_steps: int = 1  # W+ optimisation steps per selection (the paper's auto_layer_iters)
+    w_batch: int = 8  # latents in the W+ optimisation (auto_layer_batch)
+    w_lr: float = 0.01  # SGD step size of the W+ optimisation
+    param_level: str = "tensor"  # adaptive_param: 'tensor' or 'element'
+    param_fraction: float = 0.25  # adaptive_param: share of tensors / elements that train
+    inner_steps: int = 1  # adaptive_param: SGD steps on the copy
+    inner_lr: float = 0.01  # adaptive_param: SGD step size on the copy
+    train_torgb: bool = False  # also train the ToRGB layers of chosen entries
+
+
+@dataclass
+class Selection:
+    step: int
+    layers: list[str]  # synthesis layer names that receive updates
+    fraction: dict[str, float] = field(default_factory=dict)  # share of each layer's parameters that trains
+    scores: list[float] | None = None  # per W+ entry (adaptive) or per layer (adaptive_param)
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "layers": self.layers, "fraction": self.fraction, "scores": self.scores}
+
+
+def trainable_layers(G: Generator, train_torgb: bool = False) -> dict[str, nn.Module]:
+    """The layers a strategy may train: every modulated conv (and the ToRGBs when asked), by name."""
+    out: dict[str, nn.Module] = {}
+    for group in G.synthesis.layers_by_w():
+        for name, mod in group:
+            if train_torgb or not name.endswith("torgb"):
+                out[name] = mod
+    return out
+
+
+def freeze_all(G: Generator) -> None:
+    G.requires_grad_(False)
+
+
+def layer_fraction(G: Generator, names: list[str], param_filter: Callable[[str], bool] | None = None) -> dict[str, float]:
+    """Share of each named layer's parameter elements that are set to train (requires_grad)."""
+    out = {}
+    for name in names:
+        mod = G.synthesis.get_submodule(name)
+        total = sum(p.numel() for p in mod.parameters())
+        on = sum(p.numel() for n, p in mod.named_parameters() if param_filter is None or param_filter(n))
+        out[name] = on / max(total, 1)
+    return out
+
+
+class LayerStrategy:
+    """Base: ``select(step, objective)`` sets requires_grad (and masks) on the trainable generator."""
+
+    name = "base"
+    adaptive = False
+
+    def __init__(self, G_train: Generator, cfg: SelectionConfig):
+        self.G, self.cfg = G_train, cfg
+        self.layers = trainable_layers(G_train, cfg.train_torgb)
+        self.k = min(cfg.k, len(self.layers)) if cfg.k is not None else None
+        if cfg.k is not None and cfg.k < 1:
+            raise StylenadaError(f"--k must be >= 1, got {cfg.k}")
+        if cfg.interval < 1:
+            raise StylenadaError(f"--selection-interval must be >= 1, got {cfg.interval}")
+        self._hooks: list = []
+        self._masks: dict[str, torch.Tensor] = {}  # parameter name (in G.synthesis) -> 0/1 gradient mask
+
+    def due(self, step: int) -> bool:
+        return step == 0 or (self.adaptive and step % self.cfg.interval == 0)
+
+    def select(self, step: int, objective: NadaObjective) -> Selection | None:
+        if not self.due(step):
+            return None
+        return self._select(step, objective)
+
+    def _select(self, step: int, objective: NadaObjective) -> Selection:
+        raise NotImplementedError
+
+    def _train_layers(self, step: int, names: list[str], only: Callable[[str], bool] | None = None,
+                      scores: list[float] | None = None) -> Selection:
+        freeze_all(self.G)
+        for name in names:
+            for pname, p in self.layers[name].named_parameters():
+                if only is None or only(pname):
+                    p.requires_grad_(True)
+        return Selection(step, list(names), layer_fraction(self.G, names, only), scores)
+
+    def _set_masks(self, masks: dict[str, torch.Tensor]) -> None:
+        """Multiply the gradients of the named synthesis parameters by 0/1 masks (element-level choice)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks, self._masks = [], dict(masks)
+        for name, mask in masks.items():
+            self._hooks.append(self.G.synthesis.get_parameter(name).register_hook(lambda g, m=mask: g * m))
+
+    def state_dict(self) -> dict:
+        """What trains now, so a resumed run continues with the same choice."""
+        return {"trainable": [n for n, p in self.G.named_parameters() if p.requires_grad],
+                "masks": {n: m.clone() for n, m in self._masks.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        keep = set(state["trainable"])
+        for n, p in self.G.named_parameters():
+            p.requires_grad_(n in keep)
+        self._set_masks(state.get("masks", {}))
+
+
+@register_strategy("all")
+class AllLayers(LayerStrategy):
+    def _select(self, step, objective):
+        sel = self._train_layers(step, list(self.layers))
+        self.G.synthesis.b4.const.requires_grad_(True)
+        sel.layers.insert(0, "b4.const")
+        sel.fraction["b4.const"] = 1.0
+        return sel
+
+
+@register_strategy("late")
+class LateLayers(LayerStrategy):
+    def _select(self, step, objective):
+        convs = [n for n in self.layers if not n.endswith("torgb")]
+        k = self.k if self.k is not None else max(1, len(convs) // 2)
+        late = convs[-k:]
+        if self.cfg.train_torgb:
+            late += [n for n in self.layers if n.endswith("torgb")]
+        return self._train_layers(step, late)
+
+
+def w_plus_scores(G_train: Generator, objective: NadaObjective, cfg: SelectionConfig) -> torch.Tensor:
+    """Mean |change| of each W+ entry after ``w_steps`` SGD steps of the codes alone toward the target."""
+    ws0 = objective.sample_ws(cfg.w_batch).detach()
+    w = ws0.clone().requires_grad_(True)
+    opt = torch.optim.SGD([w], lr=cfg.w_lr)
+    for _ in range(cfg.w_steps):
+        loss = objective.selection_loss(G_train, w, ws0)
+        # Gradients flow to the codes only: the generator's and CLIP's weights get none.
+        (grad,) = torch.autograd.grad(loss, [w])
+        w.grad = grad
+        opt.step()
+    return (w.detach() - ws0).abs().mean(dim=-1).mean(dim=0)  # [num_ws]
+
+
+def layers_for_w_indices(G: Generator, indices: list[int], train_torgb: bool) -> list[str]:
+    """The synthesis layers driven by the given W+ indices (each index drives exactly one conv, except
+    the last, which drives only the final ToRGB)."""
+    groups = G.synthesis.layers_by_w()
+    names = []
+    for i in sorted(indices):
+        for name, _ in groups[i]:
+            if (train_torgb or not name.endswith("torgb")) and name not in names:
+                names.append(name)
+    return names
+
+
+@register_strategy("adaptive")
+class AdaptiveLayers(LayerStrategy):
+    adaptive = True
+    only: Callable[[str], bool] | None = None
+
+    def _select(self, step, objective):
+        was = {n: p.requires_grad for n, p in self.G.named_parameters()}
+        scores = w_plus_scores(self.G, objective, self.cfg)
+        for n, p in self.G.named_parameters():
+            p.requires_grad_(was[n])
+        k = self.k if self.k is not None else self.G.num_ws
+        chosen = torch.topk(scores, min(k, scores.numel())).indices.tolist()
+        names = layers_for_w_indices(self.G, chosen, self.cfg.train_torgb)
+        return self._train_layers(step, names, self.only, scores.tolist())
+
+
+def _is_modulation_or_noise(pname: str) -> bool:
+    return pname.startswith("affine.") or pname == "noise_strength"
+
+
+@register_strategy("adaptive_fine_grained")
+class AdaptiveFineGrained(AdaptiveLayers):
+    only = staticmethod(_is_modulation_or_noise)
+
+
+@register_strategy("adaptive_param")
+class AdaptiveParameters(LayerStrategy):
+    adaptive = True
+
+    def __init__(self, G_train: Generator, cfg: SelectionConfig):
+        super().__init__(G_train, cfg)
+        if cfg.param_level not in ("tensor", "element"):
+            raise StylenadaError(f"--param-level must be 'tensor' or 'element', got {cfg.param_level!r}")
+        if not 0 < cfg.param_fraction <= 1:
+            raise StylenadaError(f"--param-fraction must be in (0, 1], got {cfg.param_fraction}")
+
+    def candidates(self) -> dict[str, nn.Parameter]:
+        return {f"{ln}.{pn}": p for ln, layer in self.layers.items() for pn, p in layer.named_parameters()}
+
+    def _select(self, step, objective):
+        cands = self.candidates()
+        probe = copy.deepcopy(self.G)
+        freeze_all(probe)
+        probe_params = {n: probe.synthesis.get_parameter(n) for n in cands}
+        for p in probe_params.values():
+            p.requires_grad_(True)
+        opt = torch.optim.SGD(list(probe_params.values()), lr=self.cfg.inner_lr)
+        for _ in range(self.cfg.inner_steps):
+            ws = objective.sample_ws(self.cfg.w_batch).detach()
+            loss = objective.generator_loss(probe, ws)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        delta = {n: (probe_params[n].detach() - cands[n].detach()).abs() for n in cands}
+        del probe
+        freeze_all(self.G)
+        masks = {}
+        if self.cfg.param_level == "tensor":
+            names = list(delta)
+            scores = torch.stack([delta[n].mean() for n in names])
+            n_keep = max(1, round(self.cfg.param_fraction * len(names)))
+            keep = {names[i] for i in torch.topk(scores, n_keep).indices.tolist()}
+            for n in keep:
+                cands[n].requires_grad_(True)
+            frac_of = {n: float(n in keep) for n in names}
+        else:
+            flat = torch.cat([d.flatten() for d in delta.values()])
+            n_keep = max(1, round(self.cfg.param_fraction * flat.numel()))
+            threshold = torch.topk(flat, n_keep).values.min()
+            frac_of = {}
+            for n, d in delta.items():
+                mask = (d >= threshold).to(d.dtype)
+                frac_of[n] = float(mask.mean())
+                if mask.any():
+                    cands[n].requires_grad_(True)
+                    masks[n] = mask
+            scores = torch.tensor([float(d.mean()) for d in delta.values()])
+        self._set_masks(masks)
+        layer_names = [ln for ln in self.layers if any(frac_of[n] > 0 for n in cands if n.startswith(ln + "."))]
+        fraction = {}
+        for ln in self.layers:
+            sizes = [(cands[n].numel(), frac_of[n]) for n in cands if n.startswith(ln + ".")]
+            fraction[ln] = sum(s * f for s, f in sizes) / max(sum(s for s, _ in sizes), 1)
+        return Selection(step, layer_names, fraction, scores.tolist())
+
+
+def make_strategy(name: str, G_train: Generator, cfg: SelectionConfig) -> LayerStrategy:
+    if name not in STRATEGIES:
+        raise StylenadaError(f"unknown layer strategy {name!r}; choose one of {', '.join(STRATEGIES)}")
+    return STRATEGIES[name](G_train, cfg)

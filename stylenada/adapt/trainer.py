@@ -1,0 +1,413 @@
+"""The StyleGAN-NADA trainer: two generators from one checkpoint, CLIP as the only teacher.
+
+Each step: sample latents, render them with the frozen generator (the anchor) and the trainable copy,
+and update the copy to make the CLIP-space change of its images follow the text direction
+``E_T(target) - E_T(source)`` (plus optional L2 and global terms), on the layers the strategy chose.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import StylenadaError
+from ..formats import load_generator, save_generator
+from ..formats.native import load_tensors
+from ..models.stylegan2 import Generator, mix_styles
+from ..utils.images import load_image, make_grid, save_image
+from ..utils.io import atomic_write, atomic_write_text
+from .config import TrainConfig
+from .layers import LayerStrategy, Selection, make_strategy
+from .losses import directional_loss, global_clip_loss, image_direction, l2_loss
+from .source_text import SourceChoice, best_caption, candidate_list
+from .weighting import LossWeighting, make_weighting
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+@dataclass
+class AdaptResult:
+    run_dir: Path
+    generator_path: Path
+    metrics: dict
+
+
+class NadaObjective:
+    """The frozen/trainable pair, the CLIP guides and their text directions; computes every loss."""
+
+    def __init__(self, G_frozen: Generator, G_train: Generator, clip_models: list, templates: list[str],
+                 cfg: TrainConfig, rng: torch.Generator):
+        self.G_frozen, self.G_train = G_frozen, G_train
+        self.clip_models = clip_models  # [(ClipModel, weight)]
+        self.templates, self.cfg, self.rng = templates, cfg, rng
+        self.device = next(G_train.parameters()).device
+        self.source = cfg.source
+        self.directions: list[torch.Tensor] = []
+        self.target_embeddings: list[torch.Tensor | None] = []
+
+    # --- text and image directions ---------------------------------------------------------------
+    def set_source(self, source: str) -> None:
+        self.source = source
+        if self.cfg.target_images is not None:
+            return  # the image-guided direction does not depend on the source text
+        self.directions, self.target_embeddings = [], []
+        for model, _ in self.clip_models:
+            src = model.text_embedding(source, self.templates)
+            tgt = model.text_embedding(self.cfg.target, self.templates)
+            self.directions.append(F.normalize(tgt - src, dim=-1).to(self.device))
+            self.target_embeddings.append(tgt.to(self.device))
+
+    @torch.no_grad()
+    def set_image_direction(self, target_images: torch.Tensor, n_source: int = 32) -> None:
+        """Direction from the mean CLIP embedding of generated source images to that of target images."""
+        ws = self.sample_ws(n_source)
+        self.directions, self.target_embeddings = [], []
+        for model, _ in self.clip_models:
+            src = torch.cat([model.encode_image(self.G_frozen.synthesis(w, noise_mode="const"))
+                             for w in ws.split(8)])
+            tgt = torch.cat([model.encode_image(t.to(self.device)) for t in target_images.split(8)])
+            self.directions.append(image_direction(src, tgt))
+            self.target_embeddings.append(None)
+
+    # --- latents ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_ws(self, n: int, truncation: float | None = None) -> torch.Tensor:
+        """W+ codes from the frozen mapping for ``n`` fresh z (with style mixing at the set probability)."""
+        psi = self.cfg.truncation if truncation is None else truncation
+        G = self.G_frozen
+        z = torch.randn(n, G.z_dim, generator=self.rng).to(self.device)
+        ws = G.mapping(z, truncation_psi=psi)
+        if self.cfg.mixing > 0 and torch.rand((), generator=self.rng) < self.cfg.mixing:
+            z2 = torch.randn(n, G.z_dim, generator=self.rng).to(self.device)
+            cutoff = int(torch.randint(1, G.num_ws, (), generator=self.rng))
+            ws = mix_styles(ws, G.mapping(z2, truncation_psi=psi), cutoff)
+        return ws
+
+    # --- losses ----------------------------------------------------------------------------------
+    def autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def losses(self, img_train: torch.Tensor, img_frozen: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named loss terms for a batch rendered by both generators from the same latents."""
+        clip_terms, global_terms = [], []
+        for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
+                                                   strict=True):
+            with torch.no_grad(), self.autocast():
+                e_frozen = model.encode_image(img_frozen).float()
+            with self.autocast():
+                e_train = model.encode_image(img_train).float()
+            clip_terms.append(weight * directional_loss(e_train, e_frozen, direction))
+            if self.cfg.lambda_global > 0 and tgt is not None:
+                global_terms.append(weight * global_clip_loss(e_train, tgt))
+        out = {"clip": torch.stack(clip_terms).sum(), "l2": l2_loss(img_train.float(), img_frozen.float())}
+        if global_terms:
+            out["global"] = torch.stack(global_terms).sum()
+        return out
+
+    def render_pair(self, G_train: Generator, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mode = self.cfg.noise_mode
+        with torch.no_grad(), self.autocast():
+            img_frozen = self.G_frozen.synthesis(ws, noise_mode=mode).float()
+        with self.autocast():
+            img_train = G_train.synthesis(ws, noise_mode=mode).float()
+        return img_train, img_frozen
+
+    def generator_loss(self, G_train: Generator, ws: torch.Tensor, weighting: LossWeighting | None = None) -> torch.Tensor:
+        """The training objective on ``ws`` for any trainable generator (used by adaptive_param's probe)."""
+        losses = self.losses(*self.render_pair(G_train, ws))
+        if weighting is None:
+            return losses["clip"] + self.cfg.lambda_l2 * losses["l2"]
+        return weighting.combine(losses)
+
+    def selection_loss(self, G_train: Generator, w: torch.Tensor, ws0: torch.Tensor) -> torch.Tensor:
+        """Loss that the W+ codes are optimised on for layer selection: the global CLIP loss toward the
+        target text (the official choice); the directional loss in image-guided mode."""
+        with self.autocast():
+            img = G_train.synthesis(w, noise_mode="const").float()
+        terms = []
+        img_frozen = None
+        for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
+                                                   strict=True):
+            with self.autocast():
+                e = model.encode_image(img).float()
+            if tgt is not None:
+                terms.append(weight * global_clip_loss(e, tgt))
+            else:
+                if img_frozen is None:
+                    with torch.no_grad(), self.autocast():
+                        img_frozen = self.G_frozen.synthesis(ws0, noise_mode="const").float()
+                with torch.no_grad(), self.autocast():
+                    e0 = model.encode_image(img_frozen).float()
+                terms.append(weight * directional_loss(e, e0, direction))
+        return torch.stack(terms).sum()
+
+
+def load_target_images(folder: str | Path, size: int) -> torch.Tensor:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise StylenadaError(f"target image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise StylenadaError(f"no images (.png/.jpg/.webp/.bmp) in {folder}: add target-domain examples")
+    return torch.cat([load_image(p, size) for p in files])
+
+
+def resolve_templates(name: str) -> list[str]:
+    from ..clip.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE
+
+    return list(IMAGENET_TEMPLATES) if name == "imagenet" else [SINGLE_TEMPLATE]
+
+
+def load_clip_models(specs: list[str], device: str | torch.device) -> list:
+    from ..clip import load_clip, parse_clip_spec
+
+    models = []
+    for spec in specs:
+        parsed = parse_clip_spec(spec)
+        models.append((load_clip(parsed, device=device), float(parsed.weight)))
+    return models
+
+
+class Trainer:
+    """Runs (or resumes) one adaptation run into ``cfg.out``."""
+
+    def __init__(self, cfg: TrainConfig, clip_models: list | None = None, resume: bool = False):
+        cfg.validate()
+        self.cfg = cfg
+        self.run_dir = Path(cfg.out)
+        self.device = torch.device(cfg.device)
+        if not resume and (self.run_dir / "config.json").exists():
+            raise StylenadaError(f"{self.run_dir} already holds a run: pass --resume {self.run_dir} to continue "
+                                 "it, or choose another --out")
+        torch.manual_seed(cfg.seed)  # the generators' random noise uses the global generator
+        self.rng = torch.Generator().manual_seed(cfg.seed)
+
+        G_frozen = load_generator(cfg.generator, device=self.device)
+        G_frozen.requires_grad_(False).eval()
+        G_train = copy.deepcopy(G_frozen).train()
+        self.G_frozen, self.G_train = G_frozen, G_train
+        self.clip_models = clip_models if clip_models is not None else load_clip_models(cfg.clip, self.device)
+        self.templates = resolve_templates(cfg.templates)
+        self.objective = NadaObjective(G_frozen, G_train, self.clip_models, self.templates, cfg, self.rng)
+        if cfg.target_images is not None:
+            self.objective.set_image_direction(load_target_images(cfg.target_images, G_frozen.resolution))
+        else:
+            self.objective.set_source(cfg.source)
+        self.candidates = candidate_list(cfg.source_candidates) if cfg.source_text == "dynamic" else None
+
+        self.strategy: LayerStrategy = make_strategy(cfg.layers, G_train, cfg.selection)
+        self.weighting: LossWeighting = make_weighting(
+            cfg.weighting, lambda_clip=cfg.lambda_clip, lambda_l2=cfg.lambda_l2, lambda_lr=cfg.lambda_lr,
+            l2_budget=cfg.l2_budget, temperature=cfg.lambda_temperature)
+        ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
+        params = list(G_train.synthesis.parameters())
+        if cfg.train_mapping:
+            params += list(G_train.mapping.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=cfg.lr * ratio, betas=(0**ratio, 0.99**ratio))
+        # Fixed latents for sample grids: drawn from their own seed so they never depend on training.
+        fixed = torch.randn(cfg.n_samples, G_frozen.z_dim, generator=torch.Generator().manual_seed(cfg.seed + 1))
+        with torch.no_grad():
+            self.fixed_ws = G_frozen.mapping(fixed.to(self.device), truncation_psi=cfg.sample_truncation)
+        self.step = 0
+        self.selections: list[Selection] = []
+        self.sources: list[SourceChoice] = []
+        self._writer = None
+
+    # --- one step --------------------------------------------------------------------------------
+    def train_step(self) -> dict:
+        cfg, step = self.cfg, self.step
+        t0 = time.perf_counter()
+        record: dict = {"step": step}
+        if self.candidates is not None and step % cfg.source_interval == 0:
+            with torch.no_grad():
+                imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
+            text, scores = best_caption(imgs, self.candidates, self.clip_models, self.templates)
+            if text.strip().lower() == cfg.target.strip().lower():
+                # Never let the source become the target (the direction would vanish): take the runner-up.
+                text = max((c for c in scores if c.strip().lower() != cfg.target.strip().lower()), key=scores.get)
+            self.objective.set_source(text)
+            choice = SourceChoice(step, text, scores)
+            self.sources.append(choice)
+            record["source"] = text
+        selection = self.strategy.select(step, self.objective)
+        if selection is not None:
+            self.selections.append(selection)
+            record["selection"] = selection.to_json()
+
+        ws = self.objective.sample_ws(cfg.batch)
+        img_train, img_frozen = self.objective.render_pair(self.G_train, ws)
+        losses = self.objective.losses(img_train, img_frozen)
+        total = self.weighting.combine(losses)
+        if "global" in losses:
+            total = total + cfg.lambda_global * losses["global"]
+        if not torch.isfinite(total):
+            raise StylenadaError(f"training diverged at step {step}: the loss is {float(total)}; lower --lr "
+                                 "or the lambdas (the last checkpoint is kept)")
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        self.optimizer.step()
+        values = {k: float(v) for k, v in losses.items()}
+        lambdas = self.weighting.lambdas()
+        self.weighting.update(values)
+        record.update({f"loss/{k}": v for k, v in values.items()})
+        record["loss/total"] = float(total)
+        record.update({f"lambda/{k}": v for k, v in lambdas.items()})
+        record["source_text"] = self.objective.source
+        record["time"] = time.perf_counter() - t0
+        self.step += 1
+        return record
+
+    # --- outputs ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample_grid(self) -> torch.Tensor:
+        """Fixed latents: frozen generator on the top row, adapted generator below."""
+        a = self.G_frozen.synthesis(self.fixed_ws, noise_mode="const")
+        b = self.G_train.synthesis(self.fixed_ws, noise_mode="const")
+        return make_grid(torch.cat([a, b]).cpu(), ncols=len(a))
+
+    def writer(self):
+        if self._writer is None and self.cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+        return self._writer
+
+    def log(self, record: dict) -> None:
+        with open(self.run_dir / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+        w = self.writer()
+        if w is not None:
+            for k, v in record.items():
+                if "/" in k and isinstance(v, float):
+                    w.add_scalar(k, v, record["step"])
+            if "source" in record:
+                w.add_text("source_text", record["source"], record["step"])
+
+    def checkpoint(self) -> Path:
+        """Write generator + optimiser + weighting + strategy + RNG state for ``--resume``; atomic."""
+        ck = self.run_dir / "checkpoints"
+        name = f"step{self.step:06d}"
+        save_generator(self.G_train, ck / f"{name}.safetensors")
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "weighting": self.weighting.state_dict(),
+            "strategy": self.strategy.state_dict(),
+            "rng": self.rng.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "source": self.objective.source,
+        }
+        atomic_write(ck / f"{name}.state.pt", lambda p: torch.save(state, p))
+        atomic_write_text(ck / "latest.json", json.dumps({"step": self.step, "name": name}))
+        return ck / f"{name}.safetensors"
+
+    def restore(self) -> None:
+        ck = self.run_dir / "checkpoints"
+        latest = ck / "latest.json"
+        if not latest.exists():
+            raise StylenadaError(f"{self.run_dir} has no checkpoint to resume from (checkpoints/latest.json)")
+        name = json.loads(latest.read_text())["name"]
+        tensors = load_tensors(ck / f"{name}.safetensors")
+        self.G_train.load_state_dict(tensors)
+        state = torch.load(ck / f"{name}.state.pt", map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.weighting.load_state_dict(state["weighting"])
+        self.strategy.load_state_dict(state["strategy"])
+        self.rng.set_state(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        self.objective.set_source(state["source"])
+        self.step = int(state["step"])
+        # Keep the log consistent with the resumed state: drop records past the checkpoint.
+        mpath = self.run_dir / "metrics.jsonl"
+        if mpath.exists():
+            kept = [ln for ln in mpath.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
+            atomic_write_text(mpath, "".join(ln + "\n" for ln in kept))
+
+    def run(self, progress: bool = True) -> AdaptResult:
+        from tqdm import tqdm
+
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(self.run_dir / "config.json")
+        (self.run_dir / "samples").mkdir(exist_ok=True)
+        if self.step == 0:
+            save_image(self.sample_grid(), self.run_dir / "samples" / "step000000.png")
+        bar = tqdm(total=cfg.iters, initial=self.step, desc="adapt", unit="it", disable=not progress,
+                   dynamic_ncols=True)
+        t_start = time.perf_counter()
+        first_step = self.step
+        while self.step < cfg.iters:
+            record = self.train_step()
+            self.log(record)
+            bar.set_postfix({"clip": f"{record['loss/clip']:.3f}", "l2": f"{record['loss/l2']:.4f}",
+                             **{f"λ{k}": f"{v:.3g}" for k, v in self.weighting.lambdas().items()}})
+            bar.update(1)
+            if cfg.sample_every and self.step % cfg.sample_every == 0:
+                save_image(self.sample_grid(), self.run_dir / "samples" / f"step{self.step:06d}.png")
+            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.iters:
+                self.checkpoint()
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        self.checkpoint()
+        gen_path = self.run_dir / "generator.safetensors"
+        save_generator(self.G_train, gen_path)
+        if cfg.export_rosinality:
+            save_generator(self.G_train, self.run_dir / "generator.pt")
+        save_image(self.sample_grid(), self.run_dir / "samples" / "final.png")
+        metrics = self.summary(elapsed, self.step - first_step)
+        atomic_write_text(self.run_dir / "summary.json", json.dumps(metrics, indent=2))
+        if self._writer is not None:
+            self._writer.close()
+        return AdaptResult(self.run_dir, gen_path, metrics)
+
+    def summary(self, elapsed: float, steps: int) -> dict:
+        records = [json.loads(ln) for ln in (self.run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+        last = records[-min(10, len(records)):]
+        mean = lambda k: sum(r[k] for r in last) / len(last)  # noqa: E731
+        return {
+            "steps": self.step,
+            "seconds": elapsed,
+            "seconds_per_step": elapsed / max(steps, 1),
+            "final_clip_loss": mean("loss/clip"),
+            "final_l2": mean("loss/l2"),
+            "initial_clip_loss": records[0]["loss/clip"],
+            "lambdas": self.weighting.lambdas(),
+            "source_text": self.objective.source,
+        }
+
+
+def adapt(config: TrainConfig | dict, clip_models: list | None = None, progress: bool = True) -> AdaptResult:
+    """Run StyleGAN-NADA as configured; returns the run folder, the final generator and summary metrics."""
+    cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
+    return Trainer(cfg, clip_models=clip_models).run(progress=progress)
+
+
+def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | None = None,
+           progress: bool = True) -> AdaptResult:
+    """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new ``iters``)."""
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if not cfg_path.exists():
+        raise StylenadaError(f"{run_dir} is not a run folder (no config.json)")
+    cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
+    cfg.out = str(run_dir)
+    if iters is not None:
+        cfg.iters = iters
+    trainer = Trainer(cfg, clip_models=clip_models, resume=True)
+    trainer.restore()
+    return trainer.run(progress=progress)
+
+
+__all__ = ["AdaptResult", "NadaObjective", "Trainer", "adapt", "resume"]

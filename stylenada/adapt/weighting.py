@@ -1,0 +1,182 @@
+"""Loss weightings: how lambda_clip and lambda_l2 combine the loss terms each step.
+
+``fixed``: the user's lambdas.
+
+``learned``: the lambdas are parameters with their own optimiser (``optimizer_lambda``). Gradient
+descent on ``sum(lambda_i * L_i)`` would drive every lambda to zero, so they are not trained on the
+generator's loss. Instead they solve a small well-posed problem of their own each step: with
+``lambda = total * softmax(theta)`` (each positive, their sum fixed, so bounded), ``theta`` ascends
+
+    J(theta) = sum_i lambda_i * r_i + tau * H(lambda / total),   r_i = L_i(t) / EMA_t(L_i)
+
+where ``r_i`` is each loss's value relative to its own recent average (scale-free, so an L2 of 0.01
+and a CLIP loss of 0.8 are comparable) and ``H`` is the entropy. J is concave in lambda with the unique
+maximiser ``lambda_i ∝ exp(r_i / tau)``: a term that has grown relative to its history gains weight. So
+when L2 has grown while the CLIP loss has fallen, lambda_l2 rises relative to lambda_clip; the entropy
+term keeps every lambda away from zero.
+
+``constrained``: minimise the CLIP loss subject to ``L2 <= l2_budget``; lambda_l2 is the Lagrange
+multiplier, kept positive as ``exp(log_mu)`` (clamped), and raised by dual ascent while the constraint
+is violated, lowered while it holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+
+from ..errors import StylenadaError
+
+WEIGHTINGS: dict[str, type[LossWeighting]] = {}
+
+
+def register_weighting(name: str) -> Callable[[type[LossWeighting]], type[LossWeighting]]:
+    def deco(cls: type[LossWeighting]) -> type[LossWeighting]:
+        cls.name = name
+        WEIGHTINGS[name] = cls
+        return cls
+
+    return deco
+
+
+class LossWeighting:
+    """Combines named loss terms; ``update`` is called once per step after the generator's backward."""
+
+    name = "base"
+    terms = ("clip", "l2")
+
+    def lambdas(self) -> dict[str, float]:
+        raise NotImplementedError
+
+    def lambda_tensors(self) -> dict[str, torch.Tensor]:
+        return {k: torch.tensor(v) for k, v in self.lambdas().items()}
+
+    def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        lam = self.lambda_tensors()
+        return sum(lam[k].to(v.dtype).to(v.device) * v for k, v in losses.items() if k in lam)
+
+    def update(self, losses: dict[str, float]) -> None:
+        """Adapt the lambdas to the step's (detached) loss values."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _check_lambda(name: str, value: float) -> float:
+    if not math.isfinite(value) or value < 0:
+        raise StylenadaError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
+@register_weighting("fixed")
+class FixedWeighting(LossWeighting):
+    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 0.0, **_: object):
+        self._lam = {"clip": _check_lambda("lambda_clip", lambda_clip), "l2": _check_lambda("lambda_l2", lambda_l2)}
+        if self._lam["clip"] == 0:
+            raise StylenadaError("lambda_clip is 0, so nothing would change: give --lambda-clip > 0")
+
+    def lambdas(self) -> dict[str, float]:
+        return dict(self._lam)
+
+
+@register_weighting("learned")
+class LearnedWeighting(LossWeighting):
+    """Softmax-parameterised lambdas ascending J(theta) (module docstring) with their own Adam."""
+
+    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 1.0, lambda_lr: float = 0.05,
+                 temperature: float = 0.5, ema_beta: float = 0.9, **_: object):
+        lc, l2 = _check_lambda("lambda_clip", lambda_clip), _check_lambda("lambda_l2", lambda_l2)
+        if lc <= 0 or l2 <= 0:
+            raise StylenadaError("learned weighting needs initial --lambda-clip and --lambda-l2 both > 0")
+        if temperature <= 0 or not 0 <= ema_beta < 1:
+            raise StylenadaError("learned weighting needs temperature > 0 and 0 <= ema_beta < 1")
+        self.total = lc + l2
+        self.temperature, self.ema_beta = temperature, ema_beta
+        self.theta = torch.nn.Parameter(torch.log(torch.tensor([lc, l2], dtype=torch.float64)))
+        self.optimizer_lambda = torch.optim.Adam([self.theta], lr=lambda_lr)
+        self.ema: torch.Tensor | None = None
+
+    def lambda_tensors(self) -> dict[str, torch.Tensor]:
+        lam = self.total * torch.softmax(self.theta.detach(), dim=0)
+        return {"clip": lam[0].float(), "l2": lam[1].float()}
+
+    def lambdas(self) -> dict[str, float]:
+        return {k: float(v) for k, v in self.lambda_tensors().items()}
+
+    def objective(self, ratios: torch.Tensor) -> torch.Tensor:
+        p = torch.softmax(self.theta, dim=0)
+        entropy = -(p * torch.log(p)).sum()
+        return (self.total * p * ratios).sum() + self.temperature * self.total * entropy
+
+    def update(self, losses: dict[str, float]) -> None:
+        values = torch.tensor([losses["clip"], losses["l2"]], dtype=torch.float64).clamp_min(1e-12)
+        if not torch.isfinite(values).all():
+            return
+        if self.ema is None:
+            self.ema = values.clone()
+        ratios = values / self.ema
+        self.optimizer_lambda.zero_grad()
+        (-self.objective(ratios)).backward()  # ascent on J
+        self.optimizer_lambda.step()
+        with torch.no_grad():
+            self.theta.clamp_(-20.0, 20.0)
+        self.ema = self.ema_beta * self.ema + (1 - self.ema_beta) * values
+
+    def state_dict(self) -> dict:
+        return {"theta": self.theta.detach().clone(), "optimizer": self.optimizer_lambda.state_dict(),
+                "ema": None if self.ema is None else self.ema.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.theta.copy_(state["theta"])
+        self.optimizer_lambda.load_state_dict(state["optimizer"])
+        self.ema = state["ema"]
+
+
+@register_weighting("constrained")
+class ConstrainedWeighting(LossWeighting):
+    """lambda_clip fixed; lambda_l2 = exp(log_mu) is a Lagrange multiplier for L2 <= l2_budget."""
+
+    LOG_MU_RANGE = (math.log(1e-4), math.log(1e4))
+
+    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 1.0, lambda_lr: float = 0.05,
+                 l2_budget: float = 0.05, **_: object):
+        self.lambda_clip = _check_lambda("lambda_clip", lambda_clip)
+        l2 = _check_lambda("lambda_l2", lambda_l2)
+        if l2 <= 0 or l2_budget <= 0:
+            raise StylenadaError("constrained weighting needs --lambda-l2 > 0 and --l2-budget > 0")
+        self.budget = l2_budget
+        self.log_mu = torch.nn.Parameter(torch.tensor(math.log(l2), dtype=torch.float64))
+        self.optimizer_lambda = torch.optim.Adam([self.log_mu], lr=lambda_lr)
+
+    def lambdas(self) -> dict[str, float]:
+        return {"clip": self.lambda_clip, "l2": float(self.log_mu.detach().exp())}
+
+    def update(self, losses: dict[str, float]) -> None:
+        violation = (losses["l2"] - self.budget) / self.budget
+        if not math.isfinite(violation):
+            return
+        self.optimizer_lambda.zero_grad()
+        (-(self.log_mu.exp() * violation)).backward()  # dual ascent on mu * (L2 - budget)
+        self.optimizer_lambda.step()
+        with torch.no_grad():
+            self.log_mu.clamp_(*self.LOG_MU_RANGE)
+
+    def state_dict(self) -> dict:
+        return {"log_mu": self.log_mu.detach().clone(), "optimizer": self.optimizer_lambda.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        with torch.no_grad():
+            self.log_mu.copy_(state["log_mu"])
+        self.optimizer_lambda.load_state_dict(state["optimizer"])
+
+
+def make_weighting(name: str, **kwargs: object) -> LossWeighting:
+    if name not in WEIGHTINGS:
+        raise StylenadaError(f"unknown weighting {name!r}; choose one of {', '.join(WEIGHTINGS)}")
+    return WEIGHTINGS[name](**kwargs)
