@@ -135,6 +135,76 @@ def random_generator(dst: Path, resolution: int, channel_multiplier: int, seed: 
     click.echo(f"wrote {dst} ({resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
 
 
+def _config_options(fn):
+    """Add one option per TrainConfig / SelectionConfig field (default None = not given)."""
+    import dataclasses
+
+    from .adapt.config import TrainConfig
+    from .adapt.layers import STRATEGIES, SelectionConfig
+    from .adapt.weighting import WEIGHTINGS
+
+    choices = {"layers": list(STRATEGIES), "weighting": list(WEIGHTINGS), "templates": ["imagenet", "single"],
+               "source_text": ["static", "dynamic"], "noise_mode": ["random", "const", "none"],
+               "precision": ["fp32", "bf16"], "param_level": ["tensor", "element"]}
+    renamed = {"k": "--k", "interval": "--selection-interval"}
+    fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "selection"]
+    fields += list(dataclasses.fields(SelectionConfig))
+    for f in reversed(fields):
+        flag = renamed.get(f.name, "--" + f.name.replace("_", "-"))
+        default = f.default if f.default is not dataclasses.MISSING else None
+        if f.name == "clip":
+            opt = click.option("--clip", multiple=True, default=None,
+                               help="CLIP model 'name:pretrained[@weight]', repeatable (default ViT-B-32:openai).")
+        elif isinstance(default, bool):
+            opt = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None)
+        elif f.name in choices:
+            opt = click.option(flag, f.name, type=click.Choice(choices[f.name]), default=None,
+                               help=f"[default: {default}]")
+        else:
+            typ = {int: int, float: float}.get(type(default), str)
+            if f.name in ("k",):
+                typ = int
+            opt = click.option(flag, f.name, type=typ, default=None, help=f"[default: {default}]")
+        fn = opt(fn)
+    return fn
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(path_type=Path), default=None,
+              help="YAML/JSON file with any of these options (command-line values override it).")
+@click.option("--resume", "resume_dir", type=click.Path(path_type=Path), default=None,
+              help="Continue the run in this folder from its last checkpoint (--iters may extend it).")
+@_config_options
+@user_errors
+def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
+    """Adapt a generator to the domain described by --target (or --target-images)."""
+    import dataclasses
+
+    from .adapt.config import TrainConfig
+    from .adapt.layers import SelectionConfig
+    from .adapt.trainer import adapt, resume
+
+    given = {k: v for k, v in options.items() if v is not None and v != ()}
+    if resume_dir is not None:
+        extra = sorted(set(given) - {"iters"})
+        if extra:
+            raise StylenadaError(f"--resume continues a run with its saved config; drop {extra} (only --iters may "
+                                 "change)")
+        result = resume(resume_dir, iters=given.get("iters"))
+    else:
+        cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
+        sel_names = {f.name for f in dataclasses.fields(SelectionConfig)}
+        sel = dataclasses.replace(cfg.selection, **{k: v for k, v in given.items() if k in sel_names})
+        top = {k: (list(v) if k == "clip" else v) for k, v in given.items() if k not in sel_names}
+        cfg = dataclasses.replace(cfg, selection=sel, **top)
+        result = adapt(cfg)
+    m = result.metrics
+    click.echo(f"done: {m['steps']} steps, {m['seconds_per_step']:.2f} s/step, CLIP loss "
+               f"{m['initial_clip_loss']:.3f} -> {m['final_clip_loss']:.3f}")
+    click.echo(f"generator: {result.generator_path}")
+    click.echo(f"samples:   {result.run_dir / 'samples'}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
     try:

@@ -22,6 +22,7 @@ is violated, lowered while it holds.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 
@@ -128,7 +129,7 @@ class LearnedWeighting(LossWeighting):
         self.ema = self.ema_beta * self.ema + (1 - self.ema_beta) * values
 
     def state_dict(self) -> dict:
-        return {"theta": self.theta.detach().clone(), "optimizer": self.optimizer_lambda.state_dict(),
+        return {"theta": self.theta.detach().clone(), "optimizer": copy.deepcopy(self.optimizer_lambda.state_dict()),
                 "ema": None if self.ema is None else self.ema.clone()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -168,7 +169,7 @@ class ConstrainedWeighting(LossWeighting):
             self.log_mu.clamp_(*self.LOG_MU_RANGE)
 
     def state_dict(self) -> dict:
-        return {"log_mu": self.log_mu.detach().clone(), "optimizer": self.optimizer_lambda.state_dict()}
+        return {"log_mu": self.log_mu.detach().clone(), "optimizer": copy.deepcopy(self.optimizer_lambda.state_dict())}
 
     def load_state_dict(self, state: dict) -> None:
         with torch.no_grad():

@@ -105,11 +105,12 @@ def modulated_conv2d(
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """StyleGAN2's modulated convolution: scale input channels by ``styles``, convolve, demodulate.
+    """StyleGAN2's modulated convolution: each sample is convolved with its own weight ``w * s``,
+    normalised so every output channel has unit norm when ``demodulate`` (weight demodulation).
 
-    Computed as "modulate activations, shared convolution, scale outputs", which equals convolving each
-    sample with its own modulated weight ``w * s`` (normalised so each output channel has unit norm when
-    ``demodulate``), but runs as one batched convolution.
+    Computed as one grouped convolution over the batch (groups = N), which on CPU is faster than
+    "modulate activations, shared convolution, scale outputs" (it saves two passes over the largest
+    tensors) and gives the same numbers.
 
     x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]. With ``up=2`` the output is [N, O, 2H, 2W]:
     a transposed stride-2 convolution followed by the FIR filter.
@@ -117,19 +118,19 @@ def modulated_conv2d(
     n, i, h, w = x.shape
     o, i2, kh, kw = weight.shape
     assert i == i2 and styles.shape == (n, i), (x.shape, weight.shape, styles.shape)
-    x = x * styles.to(x.dtype).view(n, i, 1, 1)
+    wm = weight.unsqueeze(0) * styles.view(n, 1, i, 1, 1)  # [N, O, I, k, k]
+    if demodulate:
+        wm = wm * (wm.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+    wm = wm.to(x.dtype)
+    xg = x.reshape(1, n * i, h, w)
     if up == 1:
-        x = F.conv2d(x, weight.to(x.dtype), padding=padding)
+        y = F.conv2d(xg, wm.reshape(n * o, i, kh, kw), padding=padding, groups=n)
     else:
         assert up == 2 and resample_filter is not None
-        x = F.conv_transpose2d(x, weight.transpose(0, 1).to(x.dtype), stride=2)
+        y = F.conv_transpose2d(xg, wm.transpose(1, 2).reshape(n * i, o, kh, kw), stride=2, groups=n)
         fw = resample_filter.numel()
         # Padding that makes (transposed conv + FIR) equal to "upsample, filter, conv with `padding`".
         p0 = padding + (fw + up - 1) // 2 - (kw - 1)
         p1 = padding + (fw - up) // 2 - (kw - up)
-        x = upfirdn2d(x, resample_filter, pad=(p0, p1), gain=up**2)
-    if demodulate:
-        wm = weight.unsqueeze(0) * styles.view(n, 1, i, 1, 1)  # [N, O, I, k, k]
-        dcoefs = (wm.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-        x = x * dcoefs.to(x.dtype).view(n, o, 1, 1)
-    return x
+        y = upfirdn2d(y, resample_filter, pad=(p0, p1), gain=up**2)
+    return y.reshape(n, o, y.shape[2], y.shape[3])

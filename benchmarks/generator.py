@@ -1,0 +1,111 @@
+"""Generator speed and memory: forward and forward+backward time per image, and peak memory.
+
+Random-weight StyleGAN2 generators (config F, channel multiplier 2) at the given resolutions and batch
+sizes, on CPU (and CUDA when available). Each configuration runs in its own subprocess so that its
+peak memory is its own. Results: printed, and written to benchmarks/results/generator-<device>.json.
+
+    .venv/bin/python benchmarks/generator.py                      # 256 and 1024 px, batch 1, 2, 4
+    .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(res: int, batch: int, device: str, repeats: int, precision: str) -> dict:
+    import torch
+
+    from stylenada.models.stylegan2 import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig.from_channel_multiplier(res, 2)).to(device)
+    z = torch.randn(batch, G.z_dim, device=device)
+    ctx = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+           if precision == "bf16" else torch.autocast(device_type="cpu", enabled=False))
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def fwd():
+        with torch.no_grad(), ctx:
+            G(z, noise_mode="random")
+        sync()
+
+    def fwd_bwd():
+        with ctx:
+            img = G(z, noise_mode="random")
+        img.float().square().mean().backward()
+        G.zero_grad(set_to_none=True)
+        sync()
+
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    out = {"resolution": res, "batch": batch, "device": device, "precision": precision}
+    for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
+        fn()  # warm-up
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+        best = min(times)
+        out[f"{name}_s"] = best
+        out[f"{name}_s_per_image"] = best / batch
+    if device.startswith("cuda"):
+        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        # ru_maxrss is in KiB on Linux: the growth over the process's footprint after building G.
+        out["peak_mem_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    out["params_m"] = sum(p.numel() for p in G.parameters()) / 1e6
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--res", type=int, nargs="+", default=[256, 1024])
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one configuration
+    args = ap.parse_args(argv)
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.one:
+        print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision)))
+        return
+    rows = []
+    print(f"{'res':>5} {'batch':>5} {'fwd s/img':>10} {'fwd+bwd s/img':>14} {'peak MB':>9}")
+    for res in args.res:
+        for batch in args.batch:
+            cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device", device,
+                   "--repeats", str(args.repeats), "--precision", args.precision]
+            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            rows.append(r)
+            print(f"{res:>5} {batch:>5} {r['forward_s_per_image']:>10.3f} {r['forward_backward_s_per_image']:>14.3f} "
+                  f"{r['peak_mem_mb']:>9.0f}", flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
+    path = RESULTS / f"generator-{tag}-{args.precision}.json"
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "processor": platform.processor(), "command": " ".join(["benchmarks/generator.py", *(argv or sys.argv[1:])])}
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Train the shapes world's tiny StyleGAN2 with the project's own networks.
+
+StyleGAN2's recipe at small scale: non-saturating logistic loss, lazy R1 regularisation of D, an
+exponential moving average of G's weights (``G_ema``, the one that is shipped), Adam with betas
+(0, 0.99) and the lazy-regularisation learning-rate correction, and the tracked mean w for truncation.
+Training images come from the procedural renderer (``stylenada.toy.render``) of a chosen domain.
+
+    .venv/bin/python -m stylenada.toy.train_gan --iters 6000 --out stylenada/toy/weights/shapes_gan.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..formats import save_generator
+from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles
+
+
+@dataclass
+class GanTrainConfig:
+    resolution: int = 32
+    z_dim: int = 128
+    w_dim: int = 128
+    mapping_layers: int = 4
+    channel_base: int = 1024  # channels: min(1024 / res, channel_max) = 64, 64, 64, 32
+    channel_max: int = 64
+    d_channel_base: int = 1024
+    d_channel_max: int = 64
+    iters: int = 6000
+    batch: int = 32
+    lr: float = 0.0025
+    r1_gamma: float = 0.05
+    r1_every: int = 16
+    ema_kimg: float = 2.5  # half-life of the weight average, in thousands of images
+    ema_rampup: float = 0.05
+    mixing: float = 0.9
+    seed: int = 0
+    domain: str = "source"  # a domain name known to stylenada.toy.render
+    threads: int = 0  # torch threads (0: leave as is)
+    log_every: int = 100
+
+
+def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
+    for p in m.parameters():
+        p.requires_grad_(flag)
+
+
+def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor] | None = None,
+              out: str | Path | None = None, progress: bool = True) -> tuple[Generator, list[dict]]:
+    """Train G and D; returns ``G_ema`` and the log. ``sample_real(n, rng)`` gives [n, 3, R, R] in [-1, 1]."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = torch.Generator().manual_seed(cfg.seed)
+    if sample_real is None:
+        from .render import domain_sampler
+
+        sample_real = domain_sampler(cfg.domain, cfg.resolution)
+    gcfg = GeneratorConfig(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
+                           mapping_layers=cfg.mapping_layers, channel_base=cfg.channel_base,
+                           channel_max=cfg.channel_max)
+    dcfg = DiscriminatorConfig(resolution=cfg.resolution, channel_base=cfg.d_channel_base,
+                               channel_max=cfg.d_channel_max)
+    G, D = Generator(gcfg), Discriminator(dcfg)
+    G_ema = copy.deepcopy(G).eval()
+    _requires_grad(G_ema, False)
+    # Lazy regularisation: D is regularised every r1_every steps, so its Adam settings are corrected.
+    c = cfg.r1_every / (cfg.r1_every + 1)
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c))
+    log: list[dict] = []
+    t0 = time.perf_counter()
+
+    def sample_ws(n: int) -> torch.Tensor:
+        z = torch.randn(n, gcfg.z_dim, generator=rng)
+        ws = G.mapping(z, update_w_avg=True)
+        if torch.rand((), generator=rng) < cfg.mixing:
+            cutoff = int(torch.randint(1, G.num_ws, (), generator=rng))
+            ws = mix_styles(ws, G.mapping(torch.randn(n, gcfg.z_dim, generator=rng)), cutoff)
+        return ws
+
+    from tqdm import tqdm
+
+    for it in tqdm(range(cfg.iters), desc="train tiny GAN", disable=not progress):
+        # --- D: logistic loss on real vs fake, lazy R1 on real.
+        _requires_grad(G, False)
+        _requires_grad(D, True)
+        real = sample_real(cfg.batch, rng)
+        with torch.no_grad():
+            fake = G.synthesis(sample_ws(cfg.batch), noise_mode="random")
+        d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+        opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        r1 = torch.zeros(())
+        if it % cfg.r1_every == 0:
+            real_r = real.detach().requires_grad_(True)
+            (grad,) = torch.autograd.grad(D(real_r).sum(), [real_r], create_graph=True)
+            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+            (r1 * (cfg.r1_gamma / 2) * cfg.r1_every).backward()
+        opt_d.step()
+
+        # --- G: non-saturating loss.
+        _requires_grad(G, True)
+        _requires_grad(D, False)
+        g_loss = F.softplus(-D(G.synthesis(sample_ws(cfg.batch), noise_mode="random"))).mean()
+        opt_g.zero_grad(set_to_none=True)
+        g_loss.backward()
+        opt_g.step()
+
+        # --- EMA of G's weights (with StyleGAN2-ADA's ramp-up of the half-life).
+        with torch.no_grad():
+            kimg = (it + 1) * cfg.batch / 1000
+            half_life = min(cfg.ema_kimg, kimg * cfg.ema_rampup) if cfg.ema_rampup else cfg.ema_kimg
+            beta = 0.5 ** (cfg.batch / max(half_life * 1000, 1e-8))
+            for p_ema, p in zip(G_ema.parameters(), G.parameters(), strict=True):
+                p_ema.copy_(p.lerp(p_ema, beta))
+            for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
+                b_ema.copy_(b)
+
+        if it % cfg.log_every == 0 or it == cfg.iters - 1:
+            rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
+                   "seconds": time.perf_counter() - t0}
+            log.append(rec)
+            if progress:
+                tqdm.write(json.dumps(rec))
+    if out is not None:
+        save_generator(G_ema, out)
+        Path(str(out) + ".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "log": log}, indent=2))
+    return G_ema, log
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(GanTrainConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap.add_argument("--out", required=True)
+    args = vars(ap.parse_args(argv))
+    out = args.pop("out")
+    train_gan(GanTrainConfig(**args), out=out)
+
+
+if __name__ == "__main__":
+    main()

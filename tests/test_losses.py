@@ -1,0 +1,130 @@
+"""Losses and loss weightings on constructed cases with known answers."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylenada.adapt.losses import directional_loss, global_clip_loss, image_direction, l2_loss
+from stylenada.adapt.weighting import ConstrainedWeighting, FixedWeighting, LearnedWeighting, make_weighting
+from stylenada.errors import StylenadaError
+
+
+def test_directional_loss_known_values():
+    t = torch.tensor([1.0, 0.0, 0.0])
+    frozen = torch.tensor([[0.0, 1.0, 0.0]])
+    # Moving exactly along the text direction: loss 0; against it: 2; orthogonal: 1.
+    along = F.normalize(frozen + 0.1 * t, dim=-1)
+    assert directional_loss(along, frozen, t).item() == pytest.approx(0.0, abs=0.01)
+    against = F.normalize(frozen - 0.1 * t, dim=-1)
+    assert directional_loss(against, frozen, t).item() == pytest.approx(2.0, abs=0.01)
+    ortho = F.normalize(frozen + 0.1 * torch.tensor([[0.0, 0.0, 1.0]]), dim=-1)
+    assert directional_loss(ortho, frozen, t).item() == pytest.approx(1.0, abs=0.01)
+
+
+def test_directional_loss_is_scale_invariant_in_embeddings():
+    torch.manual_seed(0)
+    a, b, t = torch.randn(4, 8), torch.randn(4, 8), torch.randn(8)
+    assert torch.allclose(directional_loss(a, b, t), directional_loss(3 * a, 0.5 * b, 7 * t))
+
+
+def test_zero_change_guard():
+    """Identical images at step 0: the loss is 1, finite, with a finite gradient along the text direction."""
+    e = torch.randn(2, 8)
+    x = e.clone().requires_grad_(True)
+    t = torch.randn(8)
+    loss = directional_loss(x, e, t)
+    loss.backward()
+    assert loss.item() == pytest.approx(1.0)
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    # The gradient step decreases the loss, i.e. it moves the embedding toward the text direction.
+    with torch.no_grad():
+        assert directional_loss(x - 1e-7 * x.grad, e, t) < loss
+
+
+def test_global_and_l2():
+    e = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    assert global_clip_loss(e, torch.tensor([1.0, 0.0])).item() == pytest.approx(0.5)
+    a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.5)
+    assert l2_loss(a, b).item() == pytest.approx(0.25)
+
+
+def test_image_direction():
+    src = torch.tensor([[1.0, 0.0], [1.0, 0.1]])
+    tgt = torch.tensor([[0.0, 1.0], [0.1, 1.0]])
+    d = image_direction(src, tgt)
+    assert d.norm().item() == pytest.approx(1.0)
+    assert d[1] > 0 > d[0]
+
+
+def test_fixed_weighting():
+    w = FixedWeighting(lambda_clip=2.0, lambda_l2=0.5)
+    total = w.combine({"clip": torch.tensor(1.0), "l2": torch.tensor(4.0)})
+    assert total.item() == pytest.approx(4.0)
+    with pytest.raises(StylenadaError, match="lambda_clip"):
+        FixedWeighting(lambda_clip=0.0)
+    with pytest.raises(StylenadaError, match="lambda_l2"):
+        FixedWeighting(lambda_l2=float("nan"))
+    with pytest.raises(StylenadaError, match="unknown weighting"):
+        make_weighting("bogus")
+
+
+def test_learned_lambda_l2_rises_when_l2_grows_and_clip_falls():
+    w = LearnedWeighting(lambda_clip=1.0, lambda_l2=1.0, lambda_lr=0.05)
+    start = w.lambdas()
+    clip, l2 = 1.0, 0.01
+    for _ in range(200):
+        clip *= 0.99
+        l2 *= 1.02
+        w.update({"clip": clip, "l2": l2})
+        lam = w.lambdas()
+        assert lam["clip"] > 0 and lam["l2"] > 0 and lam["clip"] + lam["l2"] == pytest.approx(2.0)
+    end = w.lambdas()
+    assert end["l2"] / end["clip"] > 1.5 * start["l2"] / start["clip"]
+
+
+def test_learned_lambdas_do_not_collapse_when_losses_are_steady():
+    """With unchanging losses the lambdas settle at the entropy maximum instead of drifting to 0."""
+    w = LearnedWeighting(lambda_clip=1.9, lambda_l2=0.1, lambda_lr=0.05)
+    for _ in range(500):
+        w.update({"clip": 0.8, "l2": 0.02})
+    lam = w.lambdas()
+    assert lam["clip"] == pytest.approx(1.0, abs=0.05) and lam["l2"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_learned_and_reversed_case():
+    w = LearnedWeighting()
+    clip, l2 = 1.0, 0.1
+    for _ in range(200):
+        clip *= 1.01
+        l2 *= 0.98
+        w.update({"clip": clip, "l2": l2})
+    lam = w.lambdas()
+    assert lam["clip"] > lam["l2"] > 0
+
+
+def test_constrained_dual_ascent():
+    w = ConstrainedWeighting(lambda_l2=1.0, l2_budget=0.05, lambda_lr=0.1)
+    for _ in range(50):
+        w.update({"clip": 0.5, "l2": 0.2})  # violated: the multiplier rises
+    high = w.lambdas()["l2"]
+    assert high > 1.0
+    for _ in range(50):
+        w.update({"clip": 0.5, "l2": 0.01})  # satisfied: it falls, but stays positive
+    low = w.lambdas()["l2"]
+    assert 0 < low < high
+    for _ in range(5000):
+        w.update({"clip": 0.5, "l2": 100.0})
+    assert math.isfinite(w.lambdas()["l2"]) and w.lambdas()["l2"] <= 1e4 * 1.0001
+
+
+def test_weighting_state_roundtrip():
+    a = LearnedWeighting()
+    for i in range(5):
+        a.update({"clip": 1.0 - 0.1 * i, "l2": 0.01 * (i + 1)})
+    b = LearnedWeighting()
+    b.load_state_dict(a.state_dict())
+    a.update({"clip": 0.3, "l2": 0.2})
+    b.update({"clip": 0.3, "l2": 0.2})
+    assert a.lambdas() == b.lambdas()
