@@ -21,3 +21,32 @@ def randomize_generator(G: Generator, seed: int = 0) -> Generator:
 def tiny_generator() -> Generator:
     torch.manual_seed(0)
     return randomize_generator(Generator(TINY)).eval()
+
+
+TEST_CLIP = "stylenada-test-clip"  # tests/data/stylenada-test-clip.json: ViT 32px/patch 8, text width 32
+
+
+def register_test_clip() -> str:
+    from pathlib import Path
+
+    import open_clip
+
+    if TEST_CLIP not in open_clip.list_models():
+        open_clip.add_model_config(Path(__file__).parent / "data" / f"{TEST_CLIP}.json")
+    return TEST_CLIP
+
+
+def make_test_clip(seed: int = 0):
+    """A tiny random open_clip model wrapped as a frozen ClipModel (no network, no weights file)."""
+    import open_clip
+
+    from stylenada.clip import ClipModel
+
+    name = register_test_clip()
+    torch.manual_seed(seed)
+    return ClipModel(open_clip.create_model(name), open_clip.get_tokenizer(name), name=name)
+
+
+@pytest.fixture(scope="session")
+def random_clip():
+    return make_test_clip()

@@ -96,7 +96,7 @@ def test_layers_by_w_drives_the_right_layers(tiny_generator):
     ws = G.mapping(torch.randn(1, G.z_dim))
     for i, group in enumerate(groups):
         seen = {}
-        hooks = [m.affine.register_forward_hook(lambda mod, inp, out, n=n: seen.__setitem__(n, inp[0].clone()))
+        hooks = [m.affine.register_forward_hook(lambda mod, inp, out, n=n, s=seen: s.__setitem__(n, inp[0].clone()))
                  for n, m in G.synthesis.named_modules() if isinstance(m, (SynthesisLayer, ToRGBLayer))]
         G.synthesis(ws)
         before = dict(seen)

@@ -62,6 +62,17 @@ class TrainConfig:
     tensorboard: bool = True
     device: str = "cpu"
 
+    def __post_init__(self) -> None:
+        # Paths may be given as Path objects; the saved config holds plain strings.
+        for name in ("generator", "out", "target_images"):
+            v = getattr(self, name)
+            if v is not None and not isinstance(v, str):
+                setattr(self, name, str(v))
+        if isinstance(self.clip, str):
+            self.clip = [self.clip]
+        else:
+            self.clip = list(self.clip)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -79,8 +90,6 @@ class TrainConfig:
             if bad:
                 raise StylenadaError(f"unknown selection keys {bad}; valid keys are {sorted(sel_known)}")
             sel = SelectionConfig(**sel)
-        if isinstance(d.get("clip"), str):
-            d["clip"] = [d["clip"]]
         return cls(selection=sel, **d)
 
     @classmethod

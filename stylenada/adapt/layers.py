@@ -83,7 +83,8 @@ def freeze_all(G: Generator) -> None:
     G.requires_grad_(False)
 
 
-def layer_fraction(G: Generator, names: list[str], param_filter: Callable[[str], bool] | None = None) -> dict[str, float]:
+def layer_fraction(G: Generator, names: list[str],
+                   param_filter: Callable[[str], bool] | None = None) -> dict[str, float]:
     """Share of each named layer's parameter elements that are set to train (requires_grad)."""
     out = {}
     for name in names:

@@ -57,7 +57,7 @@ class SourceChoice:
 
 
 @torch.no_grad()
-def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: list[str]) -> tuple[str, dict]:
+def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: str) -> tuple[str, dict]:
     """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models)."""
     scores = torch.zeros(len(candidates))
     for model, weight in clip_models:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..formats import load_generator, save_generator
@@ -45,7 +44,7 @@ class AdaptResult:
 class NadaObjective:
     """The frozen/trainable pair, the CLIP guides and their text directions; computes every loss."""
 
-    def __init__(self, G_frozen: Generator, G_train: Generator, clip_models: list, templates: list[str],
+    def __init__(self, G_frozen: Generator, G_train: Generator, clip_models: list, templates: str,
                  cfg: TrainConfig, rng: torch.Generator):
         self.G_frozen, self.G_train = G_frozen, G_train
         self.clip_models = clip_models  # [(ClipModel, weight)]
@@ -62,10 +61,8 @@ class NadaObjective:
             return  # the image-guided direction does not depend on the source text
         self.directions, self.target_embeddings = [], []
         for model, _ in self.clip_models:
-            src = model.text_embedding(source, self.templates)
-            tgt = model.text_embedding(self.cfg.target, self.templates)
-            self.directions.append(F.normalize(tgt - src, dim=-1).to(self.device))
-            self.target_embeddings.append(tgt.to(self.device))
+            self.directions.append(model.text_direction(source, self.cfg.target, self.templates).to(self.device))
+            self.target_embeddings.append(model.text_embedding(self.cfg.target, self.templates).to(self.device))
 
     @torch.no_grad()
     def set_image_direction(self, target_images: torch.Tensor, n_source: int = 32) -> None:
@@ -124,7 +121,8 @@ class NadaObjective:
             img_train = G_train.synthesis(ws, noise_mode=mode).float()
         return img_train, img_frozen
 
-    def generator_loss(self, G_train: Generator, ws: torch.Tensor, weighting: LossWeighting | None = None) -> torch.Tensor:
+    def generator_loss(self, G_train: Generator, ws: torch.Tensor,
+                       weighting: LossWeighting | None = None) -> torch.Tensor:
         """The training objective on ``ws`` for any trainable generator (used by adaptive_param's probe)."""
         losses = self.losses(*self.render_pair(G_train, ws))
         if weighting is None:
@@ -164,20 +162,11 @@ def load_target_images(folder: str | Path, size: int) -> torch.Tensor:
     return torch.cat([load_image(p, size) for p in files])
 
 
-def resolve_templates(name: str) -> list[str]:
-    from ..clip.templates import IMAGENET_TEMPLATES, SINGLE_TEMPLATE
-
-    return list(IMAGENET_TEMPLATES) if name == "imagenet" else [SINGLE_TEMPLATE]
-
-
 def load_clip_models(specs: list[str], device: str | torch.device) -> list:
-    from ..clip import load_clip, parse_clip_spec
+    """[(ClipModel, weight)] for ``--clip`` specs such as 'ViT-B-32:openai@1.0'."""
+    from ..clip.models import load_clip_ensemble
 
-    models = []
-    for spec in specs:
-        parsed = parse_clip_spec(spec)
-        models.append((load_clip(parsed, device=device), float(parsed.weight)))
-    return models
+    return list(load_clip_ensemble(specs, device=device))
 
 
 class Trainer:
@@ -198,8 +187,8 @@ class Trainer:
         G_frozen.requires_grad_(False).eval()
         G_train = copy.deepcopy(G_frozen).train()
         self.G_frozen, self.G_train = G_frozen, G_train
-        self.clip_models = clip_models if clip_models is not None else load_clip_models(cfg.clip, self.device)
-        self.templates = resolve_templates(cfg.templates)
+        self.clip_models = list(clip_models) if clip_models is not None else load_clip_models(cfg.clip, self.device)
+        self.templates = cfg.templates
         self.objective = NadaObjective(G_frozen, G_train, self.clip_models, self.templates, cfg, self.rng)
         if cfg.target_images is not None:
             self.objective.set_image_direction(load_target_images(cfg.target_images, G_frozen.resolution))
@@ -258,11 +247,11 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         self.optimizer.step()
-        values = {k: float(v) for k, v in losses.items()}
+        values = {k: v.item() for k, v in losses.items()}
         lambdas = self.weighting.lambdas()
         self.weighting.update(values)
         record.update({f"loss/{k}": v for k, v in values.items()})
-        record["loss/total"] = float(total)
+        record["loss/total"] = total.item()
         record.update({f"lambda/{k}": v for k, v in lambdas.items()})
         record["source_text"] = self.objective.source
         record["time"] = time.perf_counter() - t0

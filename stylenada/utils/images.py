@@ -28,7 +28,8 @@ def make_grid(images: torch.Tensor, ncols: int | None = None, pad: int = 2, pad_
     grid = torch.full((c, nrows * (h + pad) + pad, ncols * (w + pad) + pad), pad_value, dtype=images.dtype)
     for i in range(n):
         r, q = divmod(i, ncols)
-        grid[:, pad + r * (h + pad) : pad + r * (h + pad) + h, pad + q * (w + pad) : pad + q * (w + pad) + w] = images[i]
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        grid[:, top : top + h, left : left + w] = images[i]
     return grid
 
 
