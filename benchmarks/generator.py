@@ -26,7 +26,10 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str) -> 
     import torch
 
     from stylenada.models.stylegan2 import Generator, GeneratorConfig
+    from stylenada.utils.runtime import keep_freed_memory
 
+    if device == "cpu":
+        keep_freed_memory()
     torch.manual_seed(0)
     G = Generator(GeneratorConfig.from_channel_multiplier(res, 2)).to(device)
     z = torch.randn(batch, G.z_dim, device=device)

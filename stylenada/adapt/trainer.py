@@ -23,6 +23,7 @@ from ..formats.native import load_tensors
 from ..models.stylegan2 import Generator, mix_styles
 from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
+from ..utils.runtime import keep_freed_memory
 from .config import TrainConfig
 from .layers import LayerStrategy, Selection, make_strategy
 from .losses import directional_loss, global_clip_loss, image_direction, l2_loss
@@ -92,6 +93,7 @@ class NadaObjective:
 
     # --- losses ----------------------------------------------------------------------------------
     def autocast(self):
+        """bf16 autocast of the generators when ``precision='bf16'`` (CLIP always runs in fp32)."""
         if self.cfg.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -101,10 +103,10 @@ class NadaObjective:
         clip_terms, global_terms = [], []
         for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
                                                    strict=True):
-            with torch.no_grad(), self.autocast():
-                e_frozen = model.encode_image(img_frozen).float()
-            with self.autocast():
-                e_train = model.encode_image(img_train).float()
+            # CLIP runs in fp32: it is a small share of the step, and bf16 attention is slow on CPU.
+            with torch.no_grad():
+                e_frozen = model.encode_image(img_frozen)
+            e_train = model.encode_image(img_train)
             clip_terms.append(weight * directional_loss(e_train, e_frozen, direction))
             if self.cfg.lambda_global > 0 and tgt is not None:
                 global_terms.append(weight * global_clip_loss(e_train, tgt))
@@ -138,16 +140,15 @@ class NadaObjective:
         img_frozen = None
         for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
                                                    strict=True):
-            with self.autocast():
-                e = model.encode_image(img).float()
+            e = model.encode_image(img)
             if tgt is not None:
                 terms.append(weight * global_clip_loss(e, tgt))
             else:
                 if img_frozen is None:
                     with torch.no_grad(), self.autocast():
                         img_frozen = self.G_frozen.synthesis(ws0, noise_mode="const").float()
-                with torch.no_grad(), self.autocast():
-                    e0 = model.encode_image(img_frozen).float()
+                with torch.no_grad():
+                    e0 = model.encode_image(img_frozen)
                 terms.append(weight * directional_loss(e, e0, direction))
         return torch.stack(terms).sum()
 
@@ -177,6 +178,8 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
         self.device = torch.device(cfg.device)
+        if self.device.type == "cpu":
+            keep_freed_memory()
         if not resume and (self.run_dir / "config.json").exists():
             raise StylenadaError(f"{self.run_dir} already holds a run: pass --resume {self.run_dir} to continue "
                                  "it, or choose another --out")

@@ -1,0 +1,127 @@
+"""Seconds per NADA training step and peak memory, per layer strategy.
+
+Random-weight StyleGAN2 (config F, channel multiplier 2) at 256 and 1024 px and a random-weight
+open_clip ViT-B-32 (the architecture of the paper's teacher), batch 2, the full step of the trainer
+(frozen forward, trainable forward+backward, CLIP on both, Adam step, layer selection when the
+strategy re-selects). Each configuration runs in its own subprocess. Results are printed and written
+to benchmarks/results/train_step-<device>-<precision>.json.
+
+    .venv/bin/python benchmarks/train_step.py --res 256 --layers all adaptive --precision fp32 bf16
+    .venv/bin/python benchmarks/train_step.py --res 1024 --layers all --steps 2
+
+Reference figures for the official implementation (rinongal/StyleGAN-nada with its CUDA ops patched to
+run on CPU), measured on the same kind of 2-core machine and given to this project: 12.6 s per step at
+256 px, batch 2, ViT-B/32, no layer selection (generator forward+backward alone 7.7 s), and 64 s with
+adaptive selection (k=14).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str) -> dict:
+    import open_clip
+    import torch
+
+    from stylenada.adapt.config import TrainConfig
+    from stylenada.adapt.layers import SelectionConfig
+    from stylenada.adapt.trainer import Trainer
+    from stylenada.clip import ClipModel
+    from stylenada.formats import save_generator
+    from stylenada.models.stylegan2 import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    tmp = Path(tempfile.mkdtemp())
+    gen = save_generator(Generator(GeneratorConfig.from_channel_multiplier(res, 2)), tmp / "g.safetensors")
+    clip = ClipModel(open_clip.create_model("ViT-B-32"), open_clip.get_tokenizer("ViT-B-32"), name="ViT-B-32")
+    clip = clip.to(device)
+    cfg = TrainConfig(generator=str(gen), source="photo", target="sketch", out=str(tmp / "run"), iters=steps + 1,
+                      batch=2, layers=layers, precision=precision, templates="single", sample_every=0,
+                      checkpoint_every=0, tensorboard=False, device=device,
+                      selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=1))
+    trainer = Trainer(cfg, clip_models=[(clip, 1.0)])
+    trainer.run_dir.mkdir(parents=True, exist_ok=True)
+
+    def sync():
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    trainer.train_step()  # warm-up (text embeddings, allocator)
+    sync()
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times = []
+    for _ in range(steps):
+        t = time.perf_counter()
+        trainer.train_step()
+        sync()
+        times.append(time.perf_counter() - t)
+    out = {"resolution": res, "layers": layers, "k": k, "precision": precision, "batch": 2, "device": device,
+           "seconds_per_step": min(times), "seconds_all": times}
+    if device.startswith("cuda"):
+        out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        out["peak_mem_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["peak_mem_growth_mb"] = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--res", type=int, nargs="+", default=[256])
+    ap.add_argument("--layers", nargs="+", default=["all", "late", "adaptive", "adaptive_fine_grained",
+                                                      "adaptive_param"])
+    ap.add_argument("--precision", nargs="+", default=["fp32"])
+    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--k", type=int, default=None, help="layers chosen by adaptive strategies (default: num_ws)")
+    ap.add_argument("--device", default=None)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.one:
+        r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device)
+        print(json.dumps(r))
+        return
+    rows = []
+    print(f"{'res':>5} {'layers':>22} {'prec':>5} {'s/step':>8} {'peak MB':>8}", flush=True)
+    for res in args.res:
+        for precision in args.precision:
+            for layers in args.layers:
+                cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
+                       precision, "--steps", str(args.steps), "--device", device]
+                if args.k is not None:
+                    cmd += ["--k", str(args.k)]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    print(proc.stderr[-2000:], file=sys.stderr)
+                    raise SystemExit(f"benchmark failed for {res}px {layers} {precision}")
+                r = json.loads(proc.stdout.splitlines()[-1])
+                rows.append(r)
+                print(f"{res:>5} {layers:>22} {precision:>5} {r['seconds_per_step']:>8.2f} {r['peak_mem_mb']:>8.0f}",
+                      flush=True)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
+    path = RESULTS / f"train_step-{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}.json"
+    meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            "command": " ".join(["benchmarks/train_step.py", *(argv if argv is not None else sys.argv[1:])])}
+    path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,37 @@
+"""Process-level settings that make CPU training faster. Called explicitly by long-running entry points
+(the trainer, the benchmarks); importing stylenada changes nothing."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+log = logging.getLogger(__name__)
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
+
+    A training step allocates gigabytes of activations and frees them again; by default glibc serves
+    each large block with a fresh ``mmap`` and unmaps it on free, so every step pays about a million
+    page faults (about 20% of a 256 px step on CPU). With mmap disabled for malloc and a high trim
+    threshold, the blocks are recycled: the process keeps its peak footprint, and the faults vanish.
+    Returns False (and changes nothing) where glibc is not the C library.
+    """
+    global _done
+    if _done:
+        return True
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    ok = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _done = ok
+    if not ok:
+        log.debug("mallopt not supported; leaving the allocator as it is")
+    return ok
