@@ -18,9 +18,14 @@ _LAZY = {
     "Discriminator": "stylenada.models.stylegan2",
     "DiscriminatorConfig": "stylenada.models.stylegan2",
     "StylenadaError": "stylenada.errors",
+    "adapt": "stylenada.adapt.trainer",
+    "resume": "stylenada.adapt.trainer",
+    "TrainConfig": "stylenada.adapt.config",
 }
 
 if TYPE_CHECKING:
+    from .adapt.config import TrainConfig
+    from .adapt.trainer import adapt, resume
     from .errors import StylenadaError
     from .formats import inspect_checkpoint, load_generator, save_generator
     from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig

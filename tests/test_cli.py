@@ -53,3 +53,45 @@ def test_random_generator(tmp_path, capsys):
     assert code == 0 and load_generator(tmp_path / "r.safetensors").resolution == 32
     code, _, err = run(capsys, "random-generator", str(tmp_path / "q.safetensors"), "--resolution", "100")
     assert code == 1 and "power of two" in err
+
+
+def test_train_and_resume_commands(tiny_generator, tmp_path, capsys, random_clip):
+    from safetensors.torch import save_file
+
+    from conftest import TEST_CLIP, register_test_clip
+
+    register_test_clip()
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in random_clip.model.state_dict().items()}, str(weights))
+    gen = save_generator(tiny_generator, tmp_path / "g.pt")
+    out = tmp_path / "run"
+    common = ["--clip", f"{TEST_CLIP}:{weights}", "--templates", "single", "--no-tensorboard", "--sample-every", "0"]
+    code, stdout, err = run(capsys, "train", "--generator", str(gen), "--source", "photo", "--target", "sketch",
+                            "--iters", "2", "--batch", "2", "--w-batch", "2", "--out", str(out), *common)
+    assert code == 0, err
+    assert "CLIP loss" in stdout and (out / "generator.safetensors").exists()
+    code, stdout, err = run(capsys, "train", "--resume", str(out), "--iters", "3")
+    assert code == 0, err
+    assert "3 steps" in stdout
+    # YAML config, overridden on the command line.
+    (tmp_path / "run.yaml").write_text(f"generator: {gen}\nsource: photo\ntarget: sketch\niters: 1\nbatch: 2\n"
+                                       f"layers: all\nout: {tmp_path / 'yaml'}\n")
+    code, stdout, err = run(capsys, "train", "--config", str(tmp_path / "run.yaml"), "--target", "painting", *common)
+    assert code == 0, err
+    assert '"target": "painting"' in (tmp_path / "yaml" / "config.json").read_text()
+
+
+def test_train_errors(tiny_generator, tmp_path, capsys):
+    gen = save_generator(tiny_generator, tmp_path / "g.pt")
+    for args, msg in [
+        (["--generator", str(gen), "--source", "photo", "--target", ""], "empty target"),
+        (["--generator", str(gen), "--source", "photo", "--target", "photo"], "identical"),
+        (["--generator", str(tmp_path / "nope.pt"), "--source", "a", "--target", "b"], "not found"),
+        (["--generator", str(gen), "--target", "x", "--clip", "NoSuchModel-B-99:openai"], "NoSuchModel"),
+        (["--config", str(tmp_path / "missing.yaml")], "config file not found"),
+    ]:
+        code, _, err = run(capsys, "train", "--out", str(tmp_path / "e"), *args)
+        assert code != 0 and msg in err, (args, err)
+        assert err.strip().count("\n") == 0, err
+    code, _, err = run(capsys, "train", "--layers", "bogus")
+    assert code == 2 and "bogus" in err
