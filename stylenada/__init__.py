@@ -21,6 +21,8 @@ _LAZY = {
     "adapt": "stylenada.adapt.trainer",
     "resume": "stylenada.adapt.trainer",
     "TrainConfig": "stylenada.adapt.config",
+    "edit": "stylenada.invert",
+    "load_encoder": "stylenada.invert",
 }
 
 if TYPE_CHECKING:

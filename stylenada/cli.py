@@ -205,6 +205,66 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     click.echo(f"samples:   {result.run_dir / 'samples'}")
 
 
+@cli.command("edit")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--generator", "generators", multiple=True, type=click.Path(path_type=Path),
+              help="An adapted generator: a run folder of `stylenada train` or a checkpoint; repeatable.")
+@click.option("--source", type=click.Path(path_type=Path), default=None,
+              help="The generator the adapted ones started from [default: the one in the first run folder's "
+                   "config.json, else the encoder checkpoint's stored generator].")
+@click.option("--encoder", type=click.Path(path_type=Path), default=None,
+              help="Invert with a pSp/e4e checkpoint (e.g. e4e_ffhq_encode.pt).")
+@click.option("--optimize", "optimize_", is_flag=True,
+              help="Invert by optimisation (the default without --encoder; with --encoder, refine its output).")
+@click.option("--steps", type=int, default=None,
+              help="Optimisation steps [default: 500; with --encoder: 100 if --optimize, else none].")
+@click.option("--space", type=click.Choice(["w", "w+"]), default="w+", show_default=True)
+@click.option("--optimize-noise", is_flag=True, help="Also fit the noise maps (closer, but less editable).")
+@click.option("--clip", "clip_spec", default=None,
+              help="Add a CLIP image-feature loss with this model, e.g. ViT-B-32:openai.")
+@click.option("--iterations", type=int, default=1, show_default=True,
+              help="Refinement passes of a ReStyle-style (6-channel) encoder; official pSp/e4e are single-pass.")
+@click.option("--no-align", is_flag=True, help="The image is an aligned face crop: only centre-crop and resize.")
+@click.option("--largest-face", is_flag=True, help="With several faces in a photo, align the largest (default: "
+                                                   "stop with an error).")
+@click.option("--landmarks", type=click.Path(path_type=Path), default=None,
+              help="dlib's shape_predictor_68_face_landmarks.dat [default: /usr/share/dlib/, from "
+                   "`apt-get install libdlib-data`].")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the grid here (a row per image: input, reconstruction, each generator) [default: "
+                   "edit.png unless --outdir].")
+@click.option("--outdir", type=click.Path(path_type=Path), default=None,
+              help="Write each image's input, reconstruction, renderings and codes (_ws.pt) here.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@user_errors
+def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None, encoder: Path | None,
+                 optimize_: bool, steps: int | None, space: str, optimize_noise: bool, clip_spec: str | None,
+                 iterations: int, no_align: bool, largest_face: bool, landmarks: Path | None, out: Path | None,
+                 outdir: Path | None, device: str, seed: int, force: bool) -> None:
+    """Edit a real photo (or a folder of them): invert it into the source generator and render the same
+    latent with each adapted generator."""
+    from .invert.align import AlignConfig
+    from .invert.edit import EditJob, run_edit
+    from .invert.optimize import ProjectConfig
+
+    align = None if no_align else AlignConfig(predictor_path=str(landmarks) if landmarks else None,
+                                              multiple_faces="largest" if largest_face else "error")
+    job = EditJob(image=image, generators=list(generators), source=source, encoder=encoder, optimize=optimize_,
+                  steps=steps, project=ProjectConfig(space=space, optimize_noise=optimize_noise, seed=seed),
+                  clip=clip_spec, iterations=iterations, align=align, out=out, outdir=outdir, device=device,
+                  force=force)
+    records = run_edit(job)
+    for rec in records:
+        if rec.skipped:
+            click.echo(f"skipped {rec.image}: {rec.skipped}")
+        else:
+            click.echo(f"{rec.image}: reconstruction PSNR {rec.psnr:.2f} dB")
+    written = sorted({str(f) for rec in records for f in rec.files})
+    click.echo(f"wrote {len(written)} files" + (f" ({written[0]})" if len(written) == 1 else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
     try:
