@@ -25,7 +25,7 @@ class TrainConfig:
     target_images: str | None = None  # folder of target-domain images (image-guided mode)
     out: str = "runs/adapt"
     clip: list[str] = field(default_factory=lambda: ["ViT-B-32:openai"])  # 'name:pretrained[@weight]'
-    templates: str = "imagenet"  # 'imagenet' (80 templates averaged) or 'single' ("a photo of a {}")
+    templates: str = "imagenet"  # 'imagenet' (80 averaged), 'single' ("a photo of a {}"), 'none' (as given)
 
     iters: int = 300
     batch: int = 2
@@ -125,8 +125,8 @@ class TrainConfig:
             raise StylenadaError(f"unknown layer strategy {self.layers!r}; choose one of {', '.join(STRATEGIES)}")
         if self.weighting not in WEIGHTINGS:
             raise StylenadaError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-        if self.templates not in ("imagenet", "single"):
-            raise StylenadaError(f"--templates must be 'imagenet' or 'single', got {self.templates!r}")
+        if self.templates not in ("imagenet", "single", "none"):
+            raise StylenadaError(f"--templates must be 'imagenet', 'single' or 'none', got {self.templates!r}")
         if self.source_text not in ("static", "dynamic"):
             raise StylenadaError(f"--source-text must be 'static' or 'dynamic', got {self.source_text!r}")
         if self.noise_mode not in ("random", "const", "none"):

@@ -1,5 +1,6 @@
 """Layer selection: which parameters of the trainable generator are updated, chosen by name.
 
+``none``                   nothing trains (the control of a study).
 ``all``                    every synthesis layer (const + modulated convs); mapping and ToRGB frozen.
 ``late``                   only the last ``k`` modulated convs (the high-resolution ones), fixed once.
 ``adaptive``               every ``interval`` steps, optimise W+ codes alone toward the target for a
@@ -150,6 +151,14 @@ class LayerStrategy:
         for n, p in self.G.named_parameters():
             p.requires_grad_(n in keep)
         self._set_masks(state.get("masks", {}))
+
+
+@register_strategy("none")
+class NoLayers(LayerStrategy):
+    """Trains nothing: the control run of a study (the adapted generator stays the source generator)."""
+
+    def _select(self, step, objective):
+        return self._train_layers(step, [])
 
 
 @register_strategy("all")

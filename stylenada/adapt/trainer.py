@@ -248,8 +248,9 @@ class Trainer:
             raise StylenadaError(f"training diverged at step {step}: the loss is {float(total)}; lower --lr "
                                  "or the lambdas (the last checkpoint is kept)")
         self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        if total.requires_grad:  # False only when the strategy trains nothing (the 'none' control)
+            total.backward()
+            self.optimizer.step()
         values = {k: v.item() for k, v in losses.items()}
         lambdas = self.weighting.lambdas()
         self.weighting.update(values)

@@ -48,6 +48,8 @@ class GanTrainConfig:
     domain: str = "source"  # a domain name known to stylenada.toy.render
     threads: int = 0  # torch threads (0: leave as is)
     log_every: int = 100
+    sample_every: int = 0  # write a grid of G_ema samples to sample_dir every this many iterations
+    sample_dir: str = ""
 
 
 def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
@@ -127,6 +129,14 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
             for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 b_ema.copy_(b)
 
+        if cfg.sample_every and cfg.sample_dir and (it + 1) % cfg.sample_every == 0:
+            from ..utils.images import save_grid
+
+            with torch.no_grad():
+                z = torch.randn(32, gcfg.z_dim, generator=torch.Generator().manual_seed(123))
+                save_grid(G_ema(z, noise_mode="const"), Path(cfg.sample_dir) / f"iter{it + 1:06d}.png", ncols=8)
+            if out is not None:  # a usable snapshot at every sample, so a long run can be stopped early
+                save_generator(G_ema, out)
         if it % cfg.log_every == 0 or it == cfg.iters - 1:
             rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
                    "seconds": time.perf_counter() - t0}

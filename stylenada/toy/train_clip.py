@@ -1,0 +1,145 @@
+"""Train the shapes world's tiny CLIP on renders and captions.
+
+Contrastive (CLIP's symmetric InfoNCE with a learned temperature), with one refinement that the fully
+known world allows: a caption such as "a red shape" is true of many images in a batch, so instead of
+treating only the diagonal as positive, every (image, caption) pair whose caption is true of the image
+is a positive (a multi-positive target, spread uniformly over the true pairs).
+
+    .venv/bin/python -m stylenada.toy.train_clip --steps 1500 --out stylenada/toy/weights/tiny_clip.safetensors
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .render import SHAPES, STYLES, COLOURS, attribute_prompts, caption, caption_matches, render_batch
+from .tiny_clip import MODEL_NAME, build_tiny_clip, register
+
+
+@dataclass
+class ClipTrainConfig:
+    steps: int = 1500
+    batch: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    seed: int = 0
+    threads: int = 0
+    log_every: int = 100
+    noise: float = 0.03  # pixel noise and slight blur make the model robust to GAN outputs
+
+
+def augment(images: torch.Tensor, rng: torch.Generator, noise: float) -> torch.Tensor:
+    if noise <= 0:
+        return images
+    n = images.shape[0]
+    blur = torch.rand(n, generator=rng) < 0.5
+    k = torch.tensor([1.0, 2.0, 1.0]) / 4
+    blurred = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"),
+                       torch.outer(k, k).expand(3, 1, 3, 3).contiguous(), groups=3)
+    out = torch.where(blur.view(n, 1, 1, 1), blurred, images)
+    return (out + noise * torch.randn(out.shape, generator=rng)).clamp(-1, 1)
+
+
+def model_input(model, images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] renders -> the model's normalised input, exactly as ClipModel.preprocess does at use time."""
+    from ..clip.preprocess import PreprocessConfig, preprocess_for_clip
+
+    return preprocess_for_clip(images, PreprocessConfig.from_open_clip(model.visual.preprocess_cfg))
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, tokenizer, n: int = 600, seed: int = 12345) -> dict[str, float]:
+    """Zero-shot accuracy on fresh renders of every attribute value, per attribute."""
+    model.eval()
+    images, attrs = render_batch(n, "all", seed)
+    img = F.normalize(model.encode_image(model_input(model, images)), dim=-1)
+    out = {}
+    for attribute in ("colour", "shape", "style"):
+        prompts = attribute_prompts(attribute)
+        txt = F.normalize(model.encode_text(tokenizer(list(prompts.values()))), dim=-1)
+        pred = (img @ txt.T).argmax(dim=-1).tolist()
+        names = list(prompts)
+        truth = [getattr(a, attribute) for a in attrs]
+        out[attribute] = sum(names[p] == t for p, t in zip(pred, truth, strict=True)) / n
+    return out
+
+
+def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progress: bool = True):
+    """Returns (model, tokenizer, log)."""
+    import open_clip
+    from tqdm import tqdm
+
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    model = build_tiny_clip(cfg.seed).train()
+    tokenizer = open_clip.get_tokenizer(register())
+    rng = torch.Generator().manual_seed(cfg.seed)
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5
+                                              * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    log = []
+    t0 = time.perf_counter()
+    for step in tqdm(range(cfg.steps), desc="train tiny CLIP", disable=not progress):
+        images, attrs = render_batch(cfg.batch, "all", rng)
+        caps = [caption(a, rng) for a in attrs]
+        texts = tokenizer([c for c, _ in caps])
+        match = torch.tensor([[caption_matches(m, a) for _, m in caps] for a in attrs], dtype=torch.float32)
+        img = F.normalize(model.encode_image(model_input(model, augment(images, rng, cfg.noise))), dim=-1)
+        txt = F.normalize(model.encode_text(texts), dim=-1)
+        logits = model.logit_scale.exp() * img @ txt.T  # [images, captions]
+        loss_i = -(match / match.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+        loss_t = -(match.T / match.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+        loss = (loss_i + loss_t) / 2
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            model.logit_scale.clamp_(0, math.log(100))
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            rec = {"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0}
+            log.append(rec)
+            if progress:
+                tqdm.write(json.dumps(rec))
+    model.eval()
+    acc = zero_shot_accuracy(model, tokenizer)
+    log.append({"zero_shot": acc})
+    if out is not None:
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(out), metadata={"model": MODEL_NAME, "config": json.dumps(dataclasses.asdict(cfg))})
+        Path(str(out) + ".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "log": log}, indent=2))
+    return model, tokenizer, log
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(ClipTrainConfig):
+        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap.add_argument("--out", required=True)
+    args = vars(ap.parse_args(argv))
+    out = args.pop("out")
+    _, _, log = train_tiny_clip(ClipTrainConfig(**args), out=out)
+    print(json.dumps(log[-1]))
+
+
+__all__ = ["COLOURS", "SHAPES", "STYLES", "ClipTrainConfig", "train_tiny_clip", "zero_shot_accuracy"]
+
+if __name__ == "__main__":
+    main()

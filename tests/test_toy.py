@@ -1,0 +1,190 @@
+"""The shapes world: renderer, captions, reader, tiny CLIP, tiny GAN, metrics, and the demo's claims."""
+
+import json
+
+import pytest
+import torch
+
+from stylenada.toy.render import (
+    COLOURS,
+    DOMAINS,
+    SHAPES,
+    STYLES,
+    Domain,
+    ShapeAttributes,
+    caption,
+    caption_matches,
+    render,
+    render_batch,
+)
+from stylenada.toy.tasks import TASKS, frechet_distance, task_metrics
+
+
+def test_render_is_deterministic_and_in_range():
+    a, attrs_a = render_batch(16, "all", 3)
+    b, attrs_b = render_batch(16, "all", 3)
+    assert torch.equal(a, b) and attrs_a == attrs_b
+    assert a.shape == (16, 3, 32, 32) and a.min() >= -1 and a.max() <= 1
+    big, _ = render_batch(4, "all", 3, size=64)
+    assert big.shape == (4, 3, 64, 64)
+
+
+def test_domains_cover_their_values():
+    _, attrs = render_batch(400, "all", 0)
+    assert {a.shape for a in attrs} == set(SHAPES) and {a.colour for a in attrs} == set(COLOURS)
+    assert {a.style for a in attrs} == set(STYLES)
+    _, src = render_batch(200, "source", 0)
+    assert {a.colour for a in src} == {"red", "orange", "yellow"} and {a.style for a in src} == {"filled"}
+    with pytest.raises(ValueError, match="unknown"):
+        Domain(colours=("teal",))
+
+
+def test_rendered_pixels_match_attributes():
+    a = ShapeAttributes("square", "blue", "filled", 0.5, 0.0, 0.0, "white")
+    img = render([a])[0]
+    assert torch.allclose(img[:, 16, 16], torch.tensor(COLOURS["blue"]) / 127.5 - 1)  # centre is ink
+    assert torch.allclose(img[:, 0, 0], torch.ones(3))  # corner is white background
+    outline = render([ShapeAttributes("square", "blue", "outline", 0.5, 0.0, 0.0, "white")])[0]
+    assert torch.allclose(outline[:, 16, 16], torch.ones(3))  # an outline's inside is background
+    assert (outline != 1).any(dim=0).float().mean() < (img != 1).any(dim=0).float().mean() / 2
+
+
+def test_captions_state_true_facts():
+    rng = torch.Generator().manual_seed(0)
+    _, attrs = render_batch(200, "all", 1)
+    for a in attrs:
+        text, mentioned = caption(a, rng)
+        assert caption_matches(mentioned, a)
+        for value in mentioned.values():
+            assert value in text or (value == "filled" and "solid" in text) or value == "outline"
+    other = ShapeAttributes("circle", "red", "filled", 0.4, 0, 0, "white")
+    assert not caption_matches({"colour": "blue"}, other) and caption_matches({"shape": "circle"}, other)
+
+
+def test_frechet_distance_known_answers():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 3, generator=g)
+    y = torch.randn(4000, 3, generator=g)
+    assert frechet_distance(x, y) < 0.02
+    assert frechet_distance(x, y + torch.tensor([2.0, 0, 0])) == pytest.approx(4.0, rel=0.05)
+    assert frechet_distance(x, 2 * y) == pytest.approx(3 * (1 + 4 - 2 * 2), rel=0.1)
+
+
+# --- shipped models -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reader():
+    from stylenada.toy.reader import load_reader
+
+    return load_reader()
+
+
+@pytest.fixture(scope="module")
+def tiny_clip():
+    from stylenada.clip import load_clip
+
+    return load_clip("tiny-shapes")
+
+
+@pytest.fixture(scope="module")
+def shapes_gan():
+    from stylenada.formats import load_generator
+    from stylenada.toy.demo import GENERATOR
+
+    return load_generator(GENERATOR)
+
+
+def test_reader_accuracy(reader):
+    from stylenada.toy.reader import reader_accuracy
+
+    acc = reader_accuracy(reader, n=400, seed=2024)
+    for k in ("shape", "colour", "style", "background"):
+        assert acc[k] >= 0.98, acc
+    assert acc["x_mae"] < 0.05 and acc["y_mae"] < 0.05 and acc["size_mae"] < 0.05, acc
+    assert acc["valid"] >= 0.95, acc
+
+
+def test_reader_rejects_noise(reader):
+    err, _ = reader.validity(torch.rand(32, 3, 32, 32) * 2 - 1)
+    from stylenada.toy.reader import VALID_MAX_ERROR
+
+    assert (err > VALID_MAX_ERROR).all()
+
+
+def test_tiny_clip_zero_shot(tiny_clip):
+    from stylenada.toy.train_clip import zero_shot_accuracy
+
+    acc = zero_shot_accuracy(tiny_clip.model, tiny_clip.tokenizer, n=400, seed=99)
+    assert acc["colour"] >= 0.95 and acc["shape"] >= 0.90 and acc["style"] >= 0.90, acc
+
+
+def test_shipped_weights_are_small():
+    from pathlib import Path
+
+    total = sum(p.stat().st_size for p in (Path(__file__).parents[1] / "stylenada/toy/weights").glob("*.safetensors"))
+    assert total < 30 * 2**20
+
+
+def test_gan_samples_are_valid_and_varied(shapes_gan, reader):
+    from stylenada.toy.tasks import sample_images
+
+    imgs = sample_images(shapes_gan, 256, seed=5)
+    err, attrs = reader.validity(imgs)
+    from stylenada.toy.reader import VALID_MAX_ERROR
+
+    assert (err < VALID_MAX_ERROR).float().mean() >= 0.9
+    assert {a.shape for a in attrs} == set(SHAPES)
+    assert {a.colour for a in attrs} == set(DOMAINS["source"].colours)
+
+
+def test_identical_generators_score_as_unchanged(shapes_gan, reader, tiny_clip):
+    m = task_metrics(TASKS["colour"], shapes_gan, shapes_gan, reader, clip=tiny_clip, n=64)
+    assert m["preservation"] == 1.0 and m["diversity_ratio"] == 1.0
+    assert m["target_success"] == m["target_success_before"] < 0.05
+    assert m["frechet_clip"] == pytest.approx(m["frechet_clip_before"])
+
+
+def test_collapsed_generator_has_no_diversity(shapes_gan, reader):
+    import copy
+
+    collapsed = copy.deepcopy(shapes_gan)
+    with torch.no_grad():  # every latent maps to the mean w: one image
+        for i in range(collapsed.mapping.num_layers):
+            getattr(collapsed.mapping, f"fc{i}").weight.zero_()
+        collapsed.mapping.fc0.bias.zero_()
+    m = task_metrics(TASKS["colour"], shapes_gan, collapsed, reader, n=64)
+    assert m["diversity_ratio"] < 0.05
+
+
+# --- training scripts (a handful of steps, so they cannot rot) -----------------------------------------
+
+
+def test_training_scripts_run():
+    from stylenada.toy.reader import ReaderTrainConfig, train_reader
+    from stylenada.toy.train_clip import ClipTrainConfig, train_tiny_clip
+    from stylenada.toy.train_gan import GanTrainConfig, train_gan
+
+    G, log = train_gan(GanTrainConfig(iters=3, batch=8, log_every=1, r1_every=2), progress=False)
+    assert G.resolution == 32 and len(log) == 3 and all(torch.isfinite(torch.tensor(r["d_loss"])) for r in log)
+    _, _, clog = train_tiny_clip(ClipTrainConfig(steps=2, batch=16, log_every=1), progress=False)
+    assert "zero_shot" in clog[-1]
+    _, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
+    assert 0 <= metrics["shape"] <= 1
+
+
+# --- the demo's claims ---------------------------------------------------------------------------------
+
+
+def test_colour_task_adaptive_succeeds_and_control_does_not(tmp_path):
+    from stylenada.toy.demo import DemoConfig, run_demo
+
+    m = run_demo(DemoConfig(task="colour", layers="adaptive", out=str(tmp_path / "a"), n_eval=128), progress=False)
+    assert m["target_success"] >= 0.9 and m["preservation"] >= 0.9, m
+    assert m["frechet_clip"] < m["frechet_clip_before"]
+    control = run_demo(DemoConfig(task="colour", layers="none", iters=5, out=str(tmp_path / "n"), n_eval=128),
+                       progress=False)
+    assert control["target_success"] <= 0.05, control
+    files = {p.name for p in (tmp_path / "a").iterdir()}
+    assert {"before_after.png", "demo_metrics.json", "curves.png", "generator.safetensors"} <= files
+    assert json.loads((tmp_path / "a" / "demo_metrics.json").read_text())["task"] == "colour"
