@@ -21,6 +21,7 @@ import argparse
 import json
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str) -> dict:
+def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int) -> dict:
     import open_clip
     import torch
 
@@ -46,7 +47,8 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
     gen = save_generator(Generator(GeneratorConfig.from_channel_multiplier(res, 2)), tmp / "g.safetensors")
     clip = ClipModel(open_clip.create_model("ViT-B-32"), open_clip.get_tokenizer("ViT-B-32"), name="ViT-B-32")
     clip = clip.to(device)
-    cfg = TrainConfig(generator=str(gen), source="photo", target="sketch", out=str(tmp / "run"), iters=steps + 1,
+    cfg = TrainConfig(generator=str(gen), source="photo", target="sketch", out=str(tmp / "run"),
+                      iters=steps + warmup,
                       batch=2, layers=layers, precision=precision, templates="single", sample_every=0,
                       checkpoint_every=0, tensorboard=False, device=device,
                       selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=1))
@@ -58,7 +60,8 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
             torch.cuda.synchronize()
 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    trainer.train_step()  # warm-up (text embeddings, allocator)
+    for _ in range(warmup):  # text embeddings, allocator growth, oneDNN kernel set-up for each shape
+        trainer.train_step()
     sync()
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -69,7 +72,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
         sync()
         times.append(time.perf_counter() - t)
     out = {"resolution": res, "layers": layers, "k": k, "precision": precision, "batch": 2, "device": device,
-           "seconds_per_step": min(times), "seconds_all": times}
+           "seconds_per_step": statistics.median(times), "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -84,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layers", nargs="+", default=["all", "late", "adaptive", "adaptive_fine_grained",
                                                       "adaptive_param"])
     ap.add_argument("--precision", nargs="+", default=["fp32"])
-    ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=3, help="measured steps (the median is reported)")
+    ap.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     ap.add_argument("--k", type=int, default=None, help="layers chosen by adaptive strategies (default: num_ws)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.one:
-        r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device)
+        r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup)
         print(json.dumps(r))
         return
     rows = []
@@ -103,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         for precision in args.precision:
             for layers in args.layers:
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
-                       precision, "--steps", str(args.steps), "--device", device]
+                       precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)

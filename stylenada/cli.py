@@ -287,7 +287,8 @@ def demo(task: str, layers: str, weighting: str, iters: int, out: Path) -> None:
     click.echo(f"preservation     {m['preservation']:.0%}")
     click.echo(f"diversity ratio  {m['diversity_ratio']:.2f}")
     if "frechet_clip" in m:
-        click.echo(f"Frechet (CLIP)   {m['frechet_clip_before']:.3f} -> {m['frechet_clip']:.3f}  (to true target renders)")
+        click.echo(f"Frechet (CLIP)   {m['frechet_clip_before']:.3f} -> {m['frechet_clip']:.3f}"
+                   "  (distance to true target renders)")
     click.echo(f"time             {m['total_seconds']:.1f} s")
     run_dir = Path(m["run_dir"])
     click.echo(f"wrote {run_dir / 'before_after.png'} (top: before, bottom: after), "

@@ -56,9 +56,8 @@ def test_random_generator(tmp_path, capsys):
 
 
 def test_train_and_resume_commands(tiny_generator, tmp_path, capsys, random_clip):
-    from safetensors.torch import save_file
-
     from conftest import TEST_CLIP, register_test_clip
+    from safetensors.torch import save_file
 
     register_test_clip()
     weights = tmp_path / "clip.safetensors"

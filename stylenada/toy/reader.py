@@ -148,7 +148,8 @@ def train_reader(cfg: ReaderTrainConfig, out: str | Path | None = None, progress
     rng = torch.Generator().manual_seed(cfg.seed)
     net = ReaderNet().train()
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
     t0 = time.perf_counter()
     for _ in tqdm(range(cfg.steps), desc="train reader", disable=not progress):
         images, attrs = render_batch(cfg.batch, "all", rng)

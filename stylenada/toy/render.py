@@ -25,7 +25,8 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 40, 190),
 }
 STYLES = ("filled", "outline", "striped")
-BACKGROUNDS: dict[str, tuple[int, int, int]] = {"white": (255, 255, 255), "grey": (170, 170, 170), "black": (15, 15, 15)}
+BACKGROUNDS: dict[str, tuple[int, int, int]] = {
+    "white": (255, 255, 255), "grey": (170, 170, 170), "black": (15, 15, 15)}
 SIZE_RANGE = (0.32, 0.62)  # object radius in image half-widths
 LARGE_FROM = 0.47  # radius from which captions say "large"
 SUPERSAMPLE = 4
@@ -82,7 +83,8 @@ def sample_attributes(n: int, domain: Domain, rng: torch.Generator) -> list[Shap
         idx = torch.randint(len(values), (n,), generator=rng)
         return [values[i] for i in idx.tolist()]
 
-    shapes, colours, styles, bgs = pick(domain.shapes), pick(domain.colours), pick(domain.styles), pick(domain.backgrounds)
+    shapes, colours = pick(domain.shapes), pick(domain.colours)
+    styles, bgs = pick(domain.styles), pick(domain.backgrounds)
     lo, hi = domain.size_range
     sizes = (lo + (hi - lo) * torch.rand(n, generator=rng)).tolist()
     u = torch.rand(n, 2, generator=rng).tolist()

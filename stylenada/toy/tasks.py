@@ -21,8 +21,8 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..models.stylegan2 import Generator
-from .render import DOMAINS, Domain, ShapeAttributes, render_batch
 from .reader import VALID_MAX_ERROR, AttributeReader
+from .render import DOMAINS, Domain, ShapeAttributes, render_batch
 
 POSITION_TOLERANCE = 0.15  # in image half-widths
 SIZE_TOLERANCE = 0.1

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .render import SHAPES, STYLES, COLOURS, attribute_prompts, caption, caption_matches, render_batch
+from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render_batch
 from .tiny_clip import MODEL_NAME, build_tiny_clip, register
 
 
