@@ -224,3 +224,32 @@ def test_directional_loss_falls(gen_path, tmp_path, random_clip):
     losses = [json.loads(x)["loss/clip"] for x in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
     last = sum(losses[-10:]) / 10
     assert losses[0] > 0.9 and last < losses[0] - 0.1, (losses[0], last)
+
+
+def test_selection_chunks_give_the_same_scores(gen_path, tmp_path, random_clip):
+    from stylenada.adapt.layers import w_plus_scores
+
+    tr = Trainer(make_cfg(gen_path, tmp_path / "c"), clip_models=[(random_clip, 1.0)])
+    scores = []
+    for chunk in (1, 4):
+        tr.rng.manual_seed(7)
+        scores.append(w_plus_scores(tr.G_train, tr.objective, SelectionConfig(w_batch=4, chunk=chunk)))
+    torch.testing.assert_close(scores[0], scores[1], rtol=1e-4, atol=1e-7)
+
+
+def test_image_guided_mode(gen_path, tmp_path, random_clip):
+    from stylenada.utils.images import save_image
+
+    folder = tmp_path / "targets"
+    for i in range(3):
+        save_image(torch.rand(3, 32, 32) * 2 - 1, folder / f"t{i}.png")
+    cfg = make_cfg(gen_path, tmp_path / "img", target="", target_images=str(folder), iters=2, layers="adaptive")
+    tr = Trainer(cfg, clip_models=[(random_clip, 1.0)])
+    d = tr.objective.directions[0]
+    assert d.norm().item() == pytest.approx(1.0, abs=1e-5) and tr.objective.target_embeddings == [None]
+    rec = tr.train_step()
+    assert rec["loss/clip"] > 0 and rec["selection"]["layers"]
+    with pytest.raises(StylenadaError, match="no images"):
+        (tmp_path / "empty").mkdir()
+        Trainer(make_cfg(gen_path, tmp_path / "x", target="", target_images=str(tmp_path / "empty")),
+                clip_models=[(random_clip, 1.0)])

@@ -52,6 +52,7 @@ class SelectionConfig:
     w_steps: int = 1  # W+ optimisation steps per selection (the paper's auto_layer_iters)
     w_batch: int = 8  # latents in the W+ optimisation (auto_layer_batch)
     w_lr: float = 0.01  # SGD step size of the W+ optimisation
+    chunk: int = 2  # latents per forward/backward pass in selection (gradients accumulate; saves memory)
     param_level: str = "tensor"  # adaptive_param: 'tensor' or 'element'
     param_fraction: float = 0.25  # adaptive_param: share of tensors / elements that train
     inner_steps: int = 1  # adaptive_param: SGD steps on the copy
@@ -187,10 +188,16 @@ def w_plus_scores(G_train: Generator, objective: NadaObjective, cfg: SelectionCo
     ws0 = objective.sample_ws(cfg.w_batch).detach()
     w = ws0.clone().requires_grad_(True)
     opt = torch.optim.SGD([w], lr=cfg.w_lr)
+    n = len(ws0)
     for _ in range(cfg.w_steps):
-        loss = objective.selection_loss(G_train, w, ws0)
+        grad = torch.zeros_like(w)
+        # The loss is a mean over latents, so chunks of it give the same gradient with less memory.
         # Gradients flow to the codes only: the generator's and CLIP's weights get none.
-        (grad,) = torch.autograd.grad(loss, [w])
+        for idx in torch.arange(n).split(max(cfg.chunk, 1)):
+            wc = w[idx]
+            loss = objective.selection_loss(G_train, wc, ws0[idx]) * (len(idx) / n)
+            (g,) = torch.autograd.grad(loss, [wc])
+            grad[idx] = g
         w.grad = grad
         opt.step()
     return (w.detach() - ws0).abs().mean(dim=-1).mean(dim=0)  # [num_ws]
@@ -257,9 +264,9 @@ class AdaptiveParameters(LayerStrategy):
         opt = torch.optim.SGD(list(probe_params.values()), lr=self.cfg.inner_lr)
         for _ in range(self.cfg.inner_steps):
             ws = objective.sample_ws(self.cfg.w_batch).detach()
-            loss = objective.generator_loss(probe, ws)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            for chunk in ws.split(max(self.cfg.chunk, 1)):  # accumulate: same gradient, less memory
+                (objective.generator_loss(probe, chunk) * (len(chunk) / len(ws))).backward()
             opt.step()
         delta = {n: (probe_params[n].detach() - cands[n].detach()).abs() for n in cands}
         del probe
