@@ -162,3 +162,14 @@ def test_save_is_atomic_and_leaves_no_temp(tiny_generator, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.safetensors"]
     with pytest.raises(CheckpointError, match="output format"):
         save_generator(tiny_generator, tmp_path / "g.bin")
+
+
+def test_saved_files_get_normal_permissions(tiny_generator, tmp_path):
+    import stat
+
+    mask = os.umask(0o022)
+    try:
+        path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
