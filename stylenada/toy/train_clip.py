@@ -36,6 +36,7 @@ class ClipTrainConfig:
     threads: int = 0
     log_every: int = 100
     noise: float = 0.03  # pixel noise and slight blur make the model robust to GAN outputs
+    init: str = ""  # continue from these weights (a file written by this script)
 
 
 def augment(images: torch.Tensor, rng: torch.Generator, noise: float) -> torch.Tensor:
@@ -82,6 +83,10 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     model = build_tiny_clip(cfg.seed).train()
+    if cfg.init:
+        from safetensors.torch import load_file
+
+        model.load_state_dict({k: v.float() for k, v in load_file(cfg.init).items()})
     tokenizer = open_clip.get_tokenizer(register())
     rng = torch.Generator().manual_seed(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
