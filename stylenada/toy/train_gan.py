@@ -57,9 +57,18 @@ def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
         p.requires_grad_(flag)
 
 
+def _state_path(out: str | Path) -> Path:
+    return Path(str(out) + ".state.pt")
+
+
 def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-              out: str | Path | None = None, progress: bool = True) -> tuple[Generator, list[dict]]:
-    """Train G and D; returns ``G_ema`` and the log. ``sample_real(n, rng)`` gives [n, 3, R, R] in [-1, 1]."""
+              out: str | Path | None = None, progress: bool = True,
+              resume: bool = False) -> tuple[Generator, list[dict]]:
+    """Train G and D; returns ``G_ema`` and the log. ``sample_real(n, rng)`` gives [n, 3, R, R] in [-1, 1].
+
+    With ``out``, the full training state (G, D, G_ema, optimisers, RNG) is written beside it at every
+    sample, and ``resume=True`` continues from that state.
+    """
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -81,6 +90,14 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr * c, betas=(0.0, 0.99**c))
     log: list[dict] = []
+    start = 0
+    if resume:
+        st = torch.load(_state_path(out), map_location="cpu", weights_only=True)
+        for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
+            m.load_state_dict(st[k])
+        rng.set_state(st["rng"])
+        torch.set_rng_state(st["torch_rng"])
+        start, log = st["iter"], json.loads(st["log"])
     t0 = time.perf_counter()
 
     def sample_ws(n: int) -> torch.Tensor:
@@ -93,7 +110,17 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
 
     from tqdm import tqdm
 
-    for it in tqdm(range(cfg.iters), desc="train tiny GAN", disable=not progress):
+    def save_state(it: int) -> None:
+        from ..utils.io import atomic_write
+
+        save_generator(G_ema, out)
+        st = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
+              "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "torch_rng": torch.get_rng_state(),
+              "iter": it, "log": json.dumps(log)}
+        atomic_write(_state_path(out), lambda p: torch.save(st, p))
+
+    for it in tqdm(range(start, cfg.iters), desc="train tiny GAN", disable=not progress,
+                   initial=start, total=cfg.iters):
         # --- D: logistic loss on real vs fake, lazy R1 on real.
         _requires_grad(G, False)
         _requires_grad(D, True)
@@ -135,8 +162,8 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
             with torch.no_grad():
                 z = torch.randn(32, gcfg.z_dim, generator=torch.Generator().manual_seed(123))
                 save_grid(G_ema(z, noise_mode="const"), Path(cfg.sample_dir) / f"iter{it + 1:06d}.png", ncols=8)
-            if out is not None:  # a usable snapshot at every sample, so a long run can be stopped early
-                save_generator(G_ema, out)
+            if out is not None:  # a usable snapshot and the state at every sample: stop early or resume
+                save_state(it + 1)
         if it % cfg.log_every == 0 or it == cfg.iters - 1:
             rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
                    "seconds": time.perf_counter() - t0}
@@ -154,9 +181,10 @@ def main(argv: list[str] | None = None) -> None:
     for f in dataclasses.fields(GanTrainConfig):
         ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     args = vars(ap.parse_args(argv))
-    out = args.pop("out")
-    train_gan(GanTrainConfig(**args), out=out)
+    out, resume = args.pop("out"), args.pop("resume")
+    train_gan(GanTrainConfig(**args), out=out, resume=resume)
 
 
 if __name__ == "__main__":
