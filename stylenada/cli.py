@@ -295,6 +295,48 @@ def demo(task: str, layers: str, weighting: str, iters: int, out: Path) -> None:
                f"{run_dir / 'demo_metrics.json'}, {run_dir / 'curves.png'}")
 
 
+@cli.command()
+@click.argument("run_or_ckpt", type=click.Path(path_type=Path))
+@click.option("--source-generator", default=None, help="Frozen generator (needed when RUN_OR_CKPT is a checkpoint).")
+@click.option("--source", default=None, help="Source text (default: the run's).")
+@click.option("--target", default=None, help="Target text (default: the run's).")
+@click.option("--clip", "clip_specs", multiple=True, help="CLIP model(s), e.g. ViT-B-32:openai (default: the run's).")
+@click.option("--templates", default=None, help="Text templates: imagenet, single or none (default: the run's).")
+@click.option("--n", type=int, default=64, show_default=True, help="Number of fixed latents.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=float, default=1.0, show_default=True)
+@click.option("--reference", type=click.Path(path_type=Path), default=None,
+              help="Folder of target-domain images: adds Frechet distance and KID in CLIP space.")
+@click.option("--task", "shapes_task", type=click.Choice(["colour", "style", "shape"]), default=None,
+              help="Shapes-world task for the known-answer metrics (detected from the texts by default).")
+@click.option("--metric", "metric_names", multiple=True, help="Only these metrics (default: all).")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="JSON file to write (default: RUN/eval.json for a run folder).")
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None, target: str | None,
+             clip_specs: tuple[str, ...], templates: str | None, n: int, seed: int, truncation: float,
+             reference: Path | None, shapes_task: str | None, metric_names: tuple[str, ...], out: Path | None,
+             device: str) -> None:
+    """Metrics of an adapted generator against its frozen source, printed and written as JSON."""
+    import json
+
+    from .eval import evaluate as run_evaluate
+    from .eval import format_table
+    from .utils.io import atomic_write_text
+
+    result = run_evaluate(run_or_ckpt, source_generator=source_generator, source=source, target=target,
+                          clip=list(clip_specs) or None, templates=templates, n=n, seed=seed,
+                          truncation=truncation, reference=reference, shapes_task=shapes_task,
+                          metrics=list(metric_names) or None, device=device)
+    click.echo(format_table(result))
+    if out is None and run_or_ckpt.is_dir():
+        out = run_or_ckpt / "eval.json"
+    if out is not None:
+        atomic_write_text(out, json.dumps(result, indent=2))
+        click.echo(f"wrote {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
     try:

@@ -17,7 +17,8 @@ from stylenada.toy.render import (
     render,
     render_batch,
 )
-from stylenada.toy.tasks import TASKS, frechet_distance, task_metrics
+from stylenada.eval.metrics import frechet_distance
+from stylenada.toy.tasks import TASKS, task_metrics
 
 
 def test_render_is_deterministic_and_in_range():

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import StylenadaError
+from ..eval.metrics import frechet_distance
 from ..models.stylegan2 import Generator
 from .reader import VALID_MAX_ERROR, AttributeReader
 from .render import DOMAINS, Domain, ShapeAttributes, render_batch
@@ -82,17 +83,6 @@ def _disagreement(attrs: list[ShapeAttributes], exclude: str) -> float:
             total += sum(x != y for x, y in zip(keys[i], keys[j], strict=True)) / len(keys[i])
             pairs += 1
     return total / max(pairs, 1)
-
-
-def frechet_distance(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Frechet distance between Gaussians fitted to the rows of ``x`` and ``y`` ([N, D] each)."""
-    x, y = x.double(), y.double()
-    mu1, mu2 = x.mean(0), y.mean(0)
-    s1, s2 = torch.cov(x.T), torch.cov(y.T)
-    evals, evecs = torch.linalg.eigh(s1)
-    sqrt_s1 = evecs @ torch.diag(evals.clamp_min(0).sqrt()) @ evecs.T
-    cross = torch.linalg.eigvalsh(sqrt_s1 @ s2 @ sqrt_s1).clamp_min(0).sqrt().sum()
-    return float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross)
 
 
 def clip_embeddings(clip, images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,129 @@
+"""``stylenada evaluate``: measure an adapted generator against its frozen source on fixed latents."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ..errors import StylenadaError
+from .metrics import METRICS, EvalContext
+
+
+@dataclass
+class EvalTarget:
+    """Everything needed to evaluate one adapted generator."""
+
+    adapted: Path
+    frozen: Path
+    source: str | None
+    target: str | None
+    clip: list[str]
+    templates: str
+    run_dir: Path | None
+
+
+def resolve_target(run_or_ckpt: str | Path, source_generator: str | None = None, source: str | None = None,
+                   target: str | None = None, clip: list[str] | None = None,
+                   templates: str | None = None) -> EvalTarget:
+    """A run folder supplies its frozen generator, texts and CLIP models; a checkpoint needs them given."""
+    path = Path(run_or_ckpt)
+    if path.is_dir():
+        cfg_path = path / "config.json"
+        if not cfg_path.exists():
+            raise StylenadaError(f"{path} is not a run folder (no config.json): pass a run folder or a checkpoint")
+        cfg = json.loads(cfg_path.read_text())
+        adapted = path / "generator.safetensors"
+        if not adapted.exists():
+            latest = path / "checkpoints" / "latest.json"
+            if not latest.exists():
+                raise StylenadaError(f"{path} has no generator yet (no generator.safetensors or checkpoint): "
+                                     "let the run finish or resume it")
+            adapted = path / "checkpoints" / f"{json.loads(latest.read_text())['name']}.safetensors"
+        summary = path / "summary.json"
+        final_source = json.loads(summary.read_text()).get("source_text") if summary.exists() else None
+        return EvalTarget(adapted, Path(source_generator or cfg["generator"]),
+                          source or final_source or cfg.get("source"), target or cfg.get("target"),
+                          clip or cfg.get("clip") or ["ViT-B-32:openai"], templates or cfg.get("templates", "imagenet"),
+                          path)
+    if not path.exists():
+        raise StylenadaError(f"not found: {path} (pass a run folder or an adapted generator checkpoint)")
+    if source_generator is None:
+        raise StylenadaError(f"{path} is a checkpoint, not a run folder: pass --source-generator with the "
+                             "generator it was adapted from")
+    return EvalTarget(path, Path(source_generator), source, target, clip or ["ViT-B-32:openai"],
+                      templates or "imagenet", None)
+
+
+def _shapes_task(t: EvalTarget, name: str | None):
+    from ..toy.tasks import TASKS, get_task
+
+    if name is not None:
+        return get_task(name)
+    for task in TASKS.values():
+        if t.target == task.target and (t.source in (None, task.source)):
+            return task
+    return None
+
+
+@torch.no_grad()
+def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, source: str | None = None,
+             target: str | None = None, clip: list[str] | None = None, templates: str | None = None,
+             n: int = 64, seed: int = 0, truncation: float = 1.0, reference: str | Path | None = None,
+             shapes_task: str | None = None, metrics: list[str] | None = None, device: str = "cpu",
+             clip_models: list | None = None) -> dict:
+    """Every registered metric (or ``metrics``) on ``n`` latents drawn from ``seed``; JSON-ready dict."""
+    from ..adapt.trainer import load_clip_models, load_target_images
+    from ..formats import load_generator
+    from ..toy.tasks import sample_images
+
+    t = resolve_target(run_or_ckpt, source_generator, source, target, clip, templates)
+    G_frozen = load_generator(t.frozen, device=device).eval()
+    G_adapted = load_generator(t.adapted, device=device).eval()
+    if (G_frozen.resolution, G_frozen.num_ws) != (G_adapted.resolution, G_adapted.num_ws):
+        raise StylenadaError(f"{t.adapted} ({G_adapted.resolution} px) was not adapted from {t.frozen} "
+                             f"({G_frozen.resolution} px): pass the right --source-generator")
+    models = clip_models if clip_models is not None else load_clip_models(t.clip, device)
+    ref = load_target_images(reference, G_frozen.resolution) if reference is not None else None
+    ctx = EvalContext(sample_images(G_frozen, n, seed, truncation), sample_images(G_adapted, n, seed, truncation),
+                      models, t.source, t.target, t.templates, ref)
+    names = metrics or list(METRICS)
+    unknown = [m for m in names if m not in METRICS]
+    if unknown:
+        raise StylenadaError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+    result: dict = {"adapted": str(t.adapted), "frozen": str(t.frozen), "source": t.source, "target": t.target,
+                    "n": n, "seed": seed, "truncation": truncation, "clip": ctx.model_names()}
+    for name in names:
+        value = METRICS[name](ctx)
+        if value:
+            result[name] = value
+    task = _shapes_task(t, shapes_task)
+    if task is not None and G_frozen.resolution == 32:
+        from ..toy.reader import load_reader
+        from ..toy.tasks import task_metrics
+
+        result["shapes"] = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=models[0][0], n=n, seed=seed)
+    return result
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, for tables."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
+
+
+def format_table(result: dict) -> str:
+    rows = [(k, f"{v:.4f}" if isinstance(v, float) else str(v)) for k, v in flatten(result).items()]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+__all__ = ["EvalTarget", "evaluate", "flatten", "format_table", "resolve_target"]

@@ -1,0 +1,126 @@
+"""Evaluation metrics on constructed cases whose answers are known, and the evaluate command."""
+
+import copy
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylenada.errors import StylenadaError
+from stylenada.eval import evaluate, format_table
+from stylenada.eval.metrics import (
+    directional_agreement,
+    frechet_distance,
+    kernel_distance,
+    mean_cosine,
+    pairwise_diversity,
+)
+from stylenada.formats import save_generator
+
+
+def unit(n: int, d: int = 16, seed: int = 0) -> torch.Tensor:
+    return F.normalize(torch.randn(n, d, generator=torch.Generator().manual_seed(seed)), dim=-1)
+
+
+def test_directional_agreement_known_answers():
+    e0 = unit(8)
+    d = unit(1, seed=1)[0]
+    assert directional_agreement(e0, e0, d) == 0.0  # nothing changed: no agreement, no NaN
+    assert directional_agreement(e0 + 0.3 * d, e0, d) == pytest.approx(1.0)
+    assert directional_agreement(e0 - 0.3 * d, e0, d) == pytest.approx(-1.0)
+
+
+def test_diversity_and_similarity_known_answers():
+    e = unit(32)
+    assert pairwise_diversity(e[:1].expand(10, -1)) == pytest.approx(0.0, abs=1e-12)
+    assert pairwise_diversity(torch.eye(4)) == pytest.approx(1.0)  # orthogonal samples
+    assert mean_cosine(e, e) == pytest.approx(1.0)
+    with pytest.raises(StylenadaError):
+        pairwise_diversity(e[:1])
+
+
+def test_frechet_and_kid_separate_distributions():
+    a, b, c = unit(400, seed=0), unit(400, seed=1), F.normalize(unit(400, seed=2) + 0.8, dim=-1)
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, b) < frechet_distance(a, c)
+    same = kernel_distance(a, b, subsets=10, subset_size=200)
+    shifted = kernel_distance(a, c, subsets=10, subset_size=200)
+    assert abs(same) < 0.01 < shifted  # unbiased: near zero for the same distribution
+
+
+def collapse(G):
+    """Every latent maps to one w (and const noise): one image."""
+    G = copy.deepcopy(G)
+    with torch.no_grad():
+        for i in range(G.mapping.num_layers):
+            getattr(G.mapping, f"fc{i}").weight.zero_()
+        G.mapping.fc0.bias.zero_()
+    return G
+
+
+def test_identical_generators_show_zero_change_and_full_preservation(tiny_generator, tmp_path, random_clip):
+    path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    r = evaluate(path, source_generator=str(path), source="photo", target="sketch", templates="single", n=12,
+                 clip_models=[(random_clip, 1.0)])
+    name = r["clip"][0]
+    assert r["direction"][name] == 0.0
+    assert r["preservation"][name] == pytest.approx(1.0, abs=1e-6)
+    assert r["diversity"][name]["ratio"] == pytest.approx(1.0, abs=1e-6)
+    assert -1 <= r["clip_target"]["adapted"][name] <= 1
+    assert "direction" in format_table(r)
+
+
+def test_collapsed_generator_has_diversity_ratio_near_zero(tiny_generator, tmp_path, random_clip):
+    src = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    bad = save_generator(collapse(tiny_generator), tmp_path / "collapsed.safetensors")
+    r = evaluate(bad, source_generator=str(src), source="photo", target="sketch", templates="single", n=12,
+                 reference=None, clip_models=[(random_clip, 1.0)])
+    assert r["diversity"][r["clip"][0]]["ratio"] < 0.01
+
+
+def test_reference_folder_adds_frechet_and_kid(tiny_generator, tmp_path, random_clip):
+    from stylenada.toy.tasks import sample_images
+    from stylenada.utils.images import save_image
+
+    src = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    ref = tmp_path / "ref"
+    for i, img in enumerate(sample_images(tiny_generator, 8, seed=5)):
+        save_image(img[None], ref / f"{i}.png")
+    r = evaluate(src, source_generator=str(src), n=8, templates="single", reference=ref,
+                 clip_models=[(random_clip, 1.0)])
+    m = r["reference"][r["clip"][0]]
+    assert set(m) == {"frechet_adapted", "frechet_frozen", "kid_adapted", "kid_frozen"}
+    assert m["frechet_adapted"] == pytest.approx(m["frechet_frozen"])
+
+
+def test_evaluate_errors(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    with pytest.raises(StylenadaError, match="--source-generator"):
+        evaluate(path)
+    with pytest.raises(StylenadaError, match="not a run folder"):
+        evaluate(tmp_path)
+    with pytest.raises(StylenadaError, match="not found"):
+        evaluate(tmp_path / "missing.safetensors", source_generator=str(path))
+
+
+def test_evaluate_command_on_a_run(tiny_generator, tmp_path, capsys, random_clip):
+    from conftest import TEST_CLIP, register_test_clip
+    from safetensors.torch import save_file
+
+    from stylenada.cli import main
+
+    register_test_clip()
+    weights = tmp_path / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in random_clip.model.state_dict().items()}, str(weights))
+    gen = save_generator(tiny_generator, tmp_path / "g.pt")
+    run = tmp_path / "run"
+    assert main(["train", "--generator", str(gen), "--source", "photo", "--target", "sketch", "--iters", "2",
+                 "--batch", "2", "--layers", "all", "--out", str(run), "--clip", f"{TEST_CLIP}:{weights}",
+                 "--templates", "single", "--no-tensorboard", "--sample-every", "0"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--n", "6"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads((run / "eval.json").read_text())
+    assert result["target"] == "sketch" and "preservation" in result and "preservation" in out
+    assert 0 < result["preservation"][result["clip"][0]] <= 1
