@@ -22,7 +22,7 @@ CANDIDATES: dict[str, list[str]] = {
     "churches": ["photo", "a photo of a church", "a church", "a building", "a photo of a cathedral"],
     "animals": ["photo", "a photo of a dog", "a photo of a cat", "a photo of an animal", "a pet", "a dog", "a cat"],
     "shapes": ["a shape", "a filled shape", "a red shape", "an orange shape", "a yellow shape",
-               "a filled red shape", "a circle", "a square", "a triangle", "a star",
+               "a filled red shape", "a circle", "a square", "a triangle", "a cross",
                "a shape on a white background", "a red circle", "a red square"],
     "general": ["photo", "a photo", "an image", "a picture", "a painting", "a drawing", "a sketch", "a rendering"],
 }

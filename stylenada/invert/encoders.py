@@ -51,6 +51,7 @@ class EncoderConfig:
     se: bool = True  # IR-SE units (squeeze-and-excitation); False for plain IR units
     se_reduction: int = 16
     start_from_latent_avg: bool = True  # add latent_avg to the network output
+    input_size: int = INPUT_SIZE  # images are resized to this; the official encoders read 256x256
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -71,7 +72,8 @@ class EncoderConfig:
     def to_dict(self) -> dict:
         return {"kind": self.kind, "num_styles": self.num_styles, "style_dim": self.style_dim,
                 "input_nc": self.input_nc, "depths": list(self.depths), "se": self.se,
-                "se_reduction": self.se_reduction, "start_from_latent_avg": self.start_from_latent_avg}
+                "se_reduction": self.se_reduction, "start_from_latent_avg": self.start_from_latent_avg,
+                "input_size": self.input_size}
 
 
 # --- network ---------------------------------------------------------------------------------------------
@@ -142,9 +144,10 @@ class StyleBlock(nn.Module):
         return self.linear(self.convs(x).reshape(-1, self.out_ch))
 
 
-def style_spatial(i: int) -> int:
-    """Size of the pyramid level read by W+ entry ``i`` (16 coarse, 32 middle, 64 fine)."""
-    return 16 if i < COARSE_END else 32 if i < MIDDLE_END else 64
+def style_spatial(i: int, input_size: int = INPUT_SIZE) -> int:
+    """Size of the pyramid level read by W+ entry ``i`` (16 coarse, 32 middle, 64 fine at 256 px input)."""
+    base = max(input_size // 16, 1)
+    return base if i < COARSE_END else 2 * base if i < MIDDLE_END else 4 * base
 
 
 def upsample_add(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -168,7 +171,7 @@ class GradualStyleNet(nn.Module):
                 units.append(IRUnit(in_ch, depth, 2 if j == 0 else 1, cfg.se, cfg.se_reduction))
                 in_ch = depth
         self.body = nn.Sequential(*units)
-        self.styles = nn.ModuleList(StyleBlock(cfg.fpn_dim, cfg.style_dim, style_spatial(i))
+        self.styles = nn.ModuleList(StyleBlock(cfg.fpn_dim, cfg.style_dim, style_spatial(i, cfg.input_size))
                                     for i in range(cfg.num_styles))
         self.latlayer1 = nn.Conv2d(d[2], cfg.fpn_dim, 1)
         self.latlayer2 = nn.Conv2d(d[1], cfg.fpn_dim, 1)
@@ -233,7 +236,7 @@ class Encoder(nn.Module):
         self.register_buffer("latent_avg", torch.zeros(cfg.num_styles, cfg.style_dim))
         self.decoder_state: dict[str, torch.Tensor] | None = None
         self.source = "<random>"
-        self.input_size = INPUT_SIZE
+        self.input_size = cfg.input_size
 
     @property
     def num_ws(self) -> int:
@@ -371,7 +374,8 @@ def infer_encoder_config(enc: dict[str, torch.Tensor], opts: dict, source: str,
         kind=kind, num_styles=num_styles, style_dim=int(enc["styles.0.linear.weight"].shape[0]),
         input_nc=int(enc["input_layer.0.weight"].shape[1]), depths=depths, se=se,
         se_reduction=depths[0] // int(enc["body.0.res_layer.5.fc1.weight"].shape[0]) if se else 16,
-        start_from_latent_avg=bool(opts.get("start_from_latent_avg", True)))
+        start_from_latent_avg=bool(opts.get("start_from_latent_avg", True)),
+        input_size=int(opts.get("input_size", INPUT_SIZE)))
     size = opts.get("output_size", opts.get("stylegan_size"))
     if isinstance(size, int) and size != cfg.resolution and not opts.get("learn_in_w"):
         raise CheckpointError(f"{source}: opts say a {size}px generator but the encoder has {num_styles} style "
@@ -473,6 +477,8 @@ def encoder_checkpoint(E: Encoder, decoder: Generator | None = None, opts: dict 
     size_key = "stylegan_size" if cfg.kind == "e4e" else "output_size"
     base = {"encoder_type": KINDS[cfg.kind], size_key: cfg.resolution, "input_nc": cfg.input_nc,
             "start_from_latent_avg": cfg.start_from_latent_avg, "learn_in_w": False}
+    if cfg.input_size != INPUT_SIZE:  # our own encoders of small generators (not in the official opts)
+        base["input_size"] = cfg.input_size
     return {"state_dict": sd, "latent_avg": E.latent_avg.detach().cpu().clone(), "opts": {**base, **(opts or {})}}
 
 

@@ -35,6 +35,7 @@ class DemoConfig:
     lr: float = 0.004
     k: int = 4
     lambda_l2: float = 0.0
+    source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
     out: str = "runs/demo"
     n_eval: int = 256
@@ -79,7 +80,8 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     train_cfg = TrainConfig(
         generator=str(GENERATOR), source=task.source, target=task.target, out=str(out), clip=["tiny-shapes"],
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
-        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
+        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, source_text=cfg.source_text, source_candidates="shapes",
+        source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, selection=SelectionConfig(k=cfg.k, w_batch=8))
     result = adapt(train_cfg, clip_models=clip_models, progress=progress)
     G_frozen, G_adapted = load_generator(GENERATOR), load_generator(result.generator_path)
