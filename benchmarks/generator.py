@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     path = RESULTS / f"generator-{tag}-{args.precision}.json"
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
-            "processor": platform.processor(), "command": " ".join(["benchmarks/generator.py", *(argv or sys.argv[1:])])}
+            "processor": platform.processor(),
+            "command": " ".join(["benchmarks/generator.py", *(argv or sys.argv[1:])])}
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {path}")
 

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from stylenada.eval.metrics import frechet_distance
 from stylenada.toy.render import (
     COLOURS,
     DOMAINS,
@@ -17,7 +18,6 @@ from stylenada.toy.render import (
     render,
     render_batch,
 )
-from stylenada.eval.metrics import frechet_distance
 from stylenada.toy.tasks import TASKS, task_metrics
 
 
