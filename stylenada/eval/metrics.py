@@ -92,6 +92,7 @@ class EvalContext:
     target: str | None
     templates: str = "imagenet"
     reference: torch.Tensor | None = None  # reference-domain images, for Frechet distance and KID
+    face_identity: object | None = None  # a FaceIdentity (faces only): adds identity similarity
     _cache: dict = field(default_factory=dict, repr=False)
 
     def embed(self, which: str, index: int) -> torch.Tensor:
@@ -174,6 +175,16 @@ def reference_metric(ctx: EvalContext) -> dict:
                      "kid_adapted": kernel_distance(a, ref, subsets=20),
                      "kid_frozen": kernel_distance(f, ref, subsets=20)}
     return out
+
+
+@register_metric("identity")
+def identity_metric(ctx: EvalContext) -> dict:
+    if ctx.face_identity is None:
+        return {}
+    from .identity import identity_similarity
+
+    fid = ctx.face_identity
+    return identity_similarity(fid.descriptors(ctx.images_adapted), fid.descriptors(ctx.images_frozen))
 
 
 __all__ = ["METRICS", "EvalContext", "directional_agreement", "frechet_distance", "kernel_distance",
