@@ -337,6 +337,59 @@ def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None
         click.echo(f"wrote {out}")
 
 
+@cli.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file [default: RUN/report.html].")
+@click.option("--clip", "clip_specs", multiple=True, help="CLIP model for the directions figure (default: the run's).")
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device: str) -> None:
+    """One self-contained HTML page of a run: config, metrics, curves, layers, CLIP directions, samples."""
+    from .viz.report import write_report
+
+    click.echo(f"wrote {write_report(run_dir, out, list(clip_specs) or None, device)}")
+
+
+@cli.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--kind", type=click.Choice(["walk", "cross"]), default="walk", show_default=True,
+              help="walk: a latent walk, frozen and adapted side by side; cross: weights morph source -> adapted.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="mp4 file [default: RUN/<kind>.mp4].")
+@click.option("--frames", type=int, default=24, show_default=True, help="Frames per transition (walk) or per model.")
+@click.option("--keyframes", type=int, default=4, show_default=True, help="Random latents visited by a walk.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--truncation", type=float, default=0.7, show_default=True)
+@click.option("--fps", type=int, default=24, show_default=True)
+@click.option("--device", default="cpu", show_default=True)
+@user_errors
+def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, keyframes: int, seed: int,
+          truncation: float, fps: int, device: str) -> None:
+    """Render an mp4 for one or more runs of the same source generator."""
+    import json
+
+    from .formats import load_generator
+    from .viz.video import cross_model_video, latent_walk_video
+
+    sources, adapted = set(), []
+    for run in run_dirs:
+        if not (run / "config.json").exists() or not (run / "generator.safetensors").exists():
+            raise StylenadaError(f"{run} is not a finished run folder (config.json and generator.safetensors)")
+        sources.add(json.loads((run / "config.json").read_text())["generator"])
+        adapted.append(load_generator(run / "generator.safetensors", device=device))
+    if len(sources) != 1:
+        raise StylenadaError(f"the runs start from different generators ({', '.join(sorted(sources))}): "
+                             "give runs of one source generator")
+    G_source = load_generator(sources.pop(), device=device)
+    out = out or run_dirs[0] / f"{kind}.mp4"
+    if kind == "walk":
+        n = latent_walk_video(G_source, adapted, out, n_keyframes=keyframes, frames_per_transition=frames,
+                              seed=seed, truncation=truncation, fps=fps)
+    else:
+        n = cross_model_video(G_source, adapted, out, frames_per_model=frames, seed=seed, truncation=truncation,
+                              fps=fps)
+    click.echo(f"wrote {out} ({n} frames)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
     try:

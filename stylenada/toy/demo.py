@@ -19,6 +19,7 @@ from ..adapt.trainer import adapt, load_clip_models
 from ..formats import load_generator
 from ..utils.images import make_grid, save_image
 from ..utils.io import atomic_write_text
+from ..viz.curves import load_records, plot_losses
 from .reader import load_reader
 from .tasks import get_task, sample_images, task_metrics
 
@@ -52,25 +53,6 @@ def free_run_dir(path: str | Path) -> Path:
     return Path(f"{path}-{i}")
 
 
-def save_training_curves(metrics_jsonl: Path, out: Path) -> Path:
-    """Loss terms and lambdas per step, from a run's metrics.jsonl."""
-    from matplotlib.figure import Figure
-
-    recs = [json.loads(x) for x in metrics_jsonl.read_text().splitlines() if x.strip()]
-    fig = Figure(figsize=(9, 3.2))
-    ax1, ax2 = fig.subplots(1, 2)
-    steps = [r["step"] for r in recs]
-    for key in sorted({k for r in recs for k in r if k.startswith("loss/")}):
-        ax1.plot(steps, [r.get(key, float("nan")) for r in recs], label=key[5:])
-    ax1.set_xlabel("step"), ax1.set_title("losses"), ax1.legend()
-    for key in sorted({k for r in recs for k in r if k.startswith("lambda/")}):
-        ax2.plot(steps, [r[key] for r in recs], label=key[7:])
-    ax2.set_xlabel("step"), ax2.set_title("lambdas"), ax2.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    return out
-
-
 def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     """Adapt, evaluate and write grid, metrics and curves into a fresh run folder; returns the metrics."""
     t0 = time.perf_counter()
@@ -89,7 +71,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     metrics["train_seconds"] = result.metrics["seconds"]
     before, after = sample_images(G_frozen, 12, seed=100), sample_images(G_adapted, 12, seed=100)
     save_image(make_grid(torch.cat([before, after]), ncols=12), out / "before_after.png")
-    save_training_curves(out / "metrics.jsonl", out / "curves.png")
+    plot_losses(load_records(out), out / "curves.png")
     metrics["total_seconds"] = time.perf_counter() - t0
     atomic_write_text(out / "demo_metrics.json", json.dumps(metrics, indent=2))
     metrics["run_dir"] = str(out)
