@@ -16,7 +16,9 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ddd; 
 table { border-collapse: collapse; font-size: .85em; } td, th { border: 1px solid #ddd; padding: .2em .6em; }
 td.num { text-align: right; font-family: ui-monospace, monospace; }
 img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
-figure { margin: .6em 0; } figcaption { font-size: .8em; color: #666; }
+figure { margin: .6em 1em .6em 0; display: inline-block; vertical-align: top; max-width: 100%; }
+figcaption { font-size: .8em; color: #666; max-width: 640px; }
+.cols { display: flex; gap: 1.5em; flex-wrap: wrap; align-items: flex-start; }
 .note { color: #a33; font-size: .9em; }
 """
 
@@ -30,11 +32,16 @@ def _figure(path: Path, caption: str) -> str:
            f"{html.escape(caption)}</figcaption></figure>"
 
 
-def _table(d: dict) -> str:
+def _table(d: dict, columns: int = 1) -> str:
     from ..eval import flatten
 
+    items = list(flatten(d).items())
+    if columns > 1:
+        per = -(-len(items) // columns)
+        parts = [dict(items[i:i + per]) for i in range(0, len(items), per)]
+        return '<div class="cols">' + "".join(_table(p) for p in parts) + "</div>"
     rows = []
-    for k, v in flatten(d).items():
+    for k, v in items:
         cell = f"{v:.4g}" if isinstance(v, float) else html.escape(json.dumps(v) if not isinstance(v, str) else v)
         cls = ' class="num"' if isinstance(v, int | float) else ""
         rows.append(f"<tr><th>{html.escape(k)}</th><td{cls}>{cell}</td></tr>")
@@ -117,11 +124,13 @@ def write_report(run_dir: str | Path, out_html: str | Path | None = None, clip_s
         for p in steps:
             samples += _figure(p, f"{p.stem}: frozen top row, adapted below.")
         title = f"{cfg.get('source', '')!r} → {cfg.get('target', '')!r}"
+        metric_tables = ('<div class="cols">' + "".join(f"<div><h3>{html.escape(k)}</h3>{_table(v)}</div>"
+                                                        for k, v in metrics.items()) + "</div>"
+                         if metrics else '<p class="note">no metrics yet: run `stylenada evaluate`</p>')
         body = "".join([
             f"<h1>stylenada run: {html.escape(title)}</h1><p>{html.escape(str(run_dir))}</p>",
-            _section("config", "Configuration", _table(cfg)),
-            _section("metrics", "Metrics", "".join(f"<h3>{html.escape(k)}</h3>{_table(v)}" for k, v in metrics.items())
-                     or '<p class="note">no metrics yet: run `stylenada evaluate`</p>'),
+            _section("config", "Configuration", _table(cfg, columns=3)),
+            _section("metrics", "Metrics", metric_tables),
             _section("curves", "Training curves", curves),
             _section("layers", "Trained layers", layers),
             _section("source-text", "Source text", source),
