@@ -351,7 +351,7 @@ def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device:
 
 
 @cli.command()
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("run_dirs", metavar="RUN...", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--kind", type=click.Choice(["walk", "cross"]), default="walk", show_default=True,
               help="walk: a latent walk, frozen and adapted side by side; cross: weights morph source -> adapted.")
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="mp4 file [default: RUN/<kind>.mp4].")
@@ -359,35 +359,32 @@ def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device:
 @click.option("--keyframes", type=int, default=4, show_default=True, help="Random latents visited by a walk.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--truncation", type=float, default=0.7, show_default=True)
-@click.option("--fps", type=int, default=24, show_default=True)
+@click.option("--fps", type=float, default=24, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @user_errors
 def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, keyframes: int, seed: int,
-          truncation: float, fps: int, device: str) -> None:
-    """Render an mp4 for one or more runs of the same source generator."""
-    import json
-
+          truncation: float, fps: float, device: str) -> None:
+    """Render an mp4 of one run (or several runs of the same source generator) as H.264."""
     from .formats import load_generator
+    from .viz.curves import load_config
     from .viz.video import cross_model_video, latent_walk_video
 
-    sources, adapted = set(), []
-    for run in run_dirs:
-        if not (run / "config.json").exists() or not (run / "generator.safetensors").exists():
-            raise StylenadaError(f"{run} is not a finished run folder (config.json and generator.safetensors)")
-        sources.add(json.loads((run / "config.json").read_text())["generator"])
-        adapted.append(load_generator(run / "generator.safetensors", device=device))
+    sources = {str(load_config(run)["generator"]) for run in run_dirs}
     if len(sources) != 1:
         raise StylenadaError(f"the runs start from different generators ({', '.join(sorted(sources))}): "
                              "give runs of one source generator")
+    missing = [str(run) for run in run_dirs if not (run / "generator.safetensors").is_file()]
+    if missing:
+        raise StylenadaError(f"no generator.safetensors in {', '.join(missing)}: the run has not finished")
     G_source = load_generator(sources.pop(), device=device)
+    adapted = [load_generator(run / "generator.safetensors", device=device) for run in run_dirs]
     out = out or run_dirs[0] / f"{kind}.mp4"
     if kind == "walk":
         n = latent_walk_video(G_source, adapted, out, n_keyframes=keyframes, frames_per_transition=frames,
                               seed=seed, truncation=truncation, fps=fps)
     else:
-        n = cross_model_video(G_source, adapted, out, frames_per_model=frames, seed=seed, truncation=truncation,
-                              fps=fps)
-    click.echo(f"wrote {out} ({n} frames)")
+        n = cross_model_video(G_source, adapted, out, frames=frames, seed=seed, truncation=truncation, fps=fps)
+    click.echo(f"wrote {out} ({n} frames at {fps:g} fps)")
 
 
 def main(argv: list[str] | None = None) -> int:

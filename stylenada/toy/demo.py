@@ -19,7 +19,7 @@ from ..adapt.trainer import adapt, load_clip_models
 from ..formats import load_generator
 from ..utils.images import make_grid, save_image
 from ..utils.io import atomic_write_text
-from ..viz.curves import load_records, plot_losses
+from ..viz.curves import load_records, plot_overview
 from .reader import load_reader
 from .tasks import get_task, sample_images, task_metrics
 
@@ -53,6 +53,11 @@ def free_run_dir(path: str | Path) -> Path:
     return Path(f"{path}-{i}")
 
 
+def save_training_curves(metrics_jsonl: Path, out: Path) -> Path:
+    """Loss terms, lambdas and directional agreement per step, from a run's metrics.jsonl."""
+    return plot_overview(load_records(metrics_jsonl), out)
+
+
 def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     """Adapt, evaluate and write grid, metrics and curves into a fresh run folder; returns the metrics."""
     t0 = time.perf_counter()
@@ -71,7 +76,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     metrics["train_seconds"] = result.metrics["seconds"]
     before, after = sample_images(G_frozen, 12, seed=100), sample_images(G_adapted, 12, seed=100)
     save_image(make_grid(torch.cat([before, after]), ncols=12), out / "before_after.png")
-    plot_losses(load_records(out), out / "curves.png")
+    save_training_curves(out / "metrics.jsonl", out / "curves.png")
     metrics["total_seconds"] = time.perf_counter() - t0
     atomic_write_text(out / "demo_metrics.json", json.dumps(metrics, indent=2))
     metrics["run_dir"] = str(out)

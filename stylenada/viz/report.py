@@ -1,143 +1,214 @@
-"""``stylenada report RUN``: one self-contained HTML page per run (images inlined as data URIs)."""
+"""``stylenada report RUN``: one self-contained HTML page per run (every image inlined as a data URI)."""
 
 from __future__ import annotations
 
 import base64
 import html
 import json
+import math
 import tempfile
 from pathlib import Path
 
-from ..errors import StylenadaError
+from ..utils.io import atomic_write_text
+from .curves import load_config, load_records, plot_training_curves, run_layer_names
+
+SECTIONS = {"config": "Configuration", "metrics": "Metrics", "curves": "Training curves",
+            "layers": "Trained layers", "source-text": "Source text", "directions": "CLIP directions",
+            "samples": "Samples"}
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1150px; color: #222; }
-h1 { font-size: 1.5em; } h2 { font-size: 1.15em; border-bottom: 1px solid #ddd; padding-bottom: .2em; }
-table { border-collapse: collapse; font-size: .85em; } td, th { border: 1px solid #ddd; padding: .2em .6em; }
-td.num { text-align: right; font-family: ui-monospace, monospace; }
-img { max-width: 100%; image-rendering: pixelated; border: 1px solid #eee; }
-figure { margin: .6em 1em .6em 0; display: inline-block; vertical-align: top; max-width: 100%; }
-figcaption { font-size: .8em; color: #666; max-width: 640px; }
-.cols { display: flex; gap: 1.5em; flex-wrap: wrap; align-items: flex-start; }
-.note { color: #a33; font-size: .9em; }
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; padding: 1.5em 2em;
+       max-width: 1100px; color: #222; line-height: 1.4; }
+h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.2em; border-bottom: 1px solid #ddd;
+       padding-bottom: .2em; margin-top: 1.6em; } h3 { font-size: 1em; margin: 1em 0 .3em; }
+nav a { margin-right: 1em; font-size: .9em; } .sub { color: #666; font-size: .9em; margin-top: 0; }
+table { border-collapse: collapse; font-size: .85em; margin: .3em 0; }
+th, td { border: 1px solid #ddd; padding: .2em .6em; text-align: left; vertical-align: top; }
+td { max-width: 22em; overflow-wrap: anywhere; }
+th { background: #f6f6f6; font-weight: 600; } td.num { text-align: right; font-family: ui-monospace, monospace; }
+figure { margin: .8em 0; } figcaption { font-size: .8em; color: #666; }
+img { max-width: 100%; height: auto; } img.px { image-rendering: pixelated; border: 1px solid #eee; }
+.grid { display: flex; flex-wrap: wrap; gap: .8em; } .grid figure { margin: 0; }
+.cols { display: flex; flex-wrap: wrap; gap: 1.2em; align-items: flex-start; }
+.note { color: #a33; background: #fff4f4; border-left: 3px solid #d88; padding: .4em .8em; font-size: .9em; }
 """
 
 
 def data_uri(path: str | Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+    """A PNG file as a ``data:`` URI."""
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode("ascii")
 
 
-def _figure(path: Path, caption: str) -> str:
-    return f'<figure><img src="{data_uri(path)}" alt="{html.escape(caption)}"><figcaption>' \
-           f"{html.escape(caption)}</figcaption></figure>"
+def figure_html(path: str | Path, caption: str, pixelated: bool = False, width: int | None = None) -> str:
+    """An inlined image with a caption; ``pixelated`` for generator samples (no smoothing when upscaled)."""
+    cls = ' class="px"' if pixelated else ""
+    style = f' style="width:{width}px"' if width else ""
+    cap = html.escape(caption)
+    return f'<figure><img{cls}{style} src="{data_uri(path)}" alt="{cap}"><figcaption>{cap}</figcaption></figure>'
 
 
-def _table(d: dict, columns: int = 1) -> str:
-    from ..eval import flatten
+def display_width(path: str | Path, target: int) -> int | None:
+    """Width to show a small image at: the largest integer multiple of its width up to ``target`` pixels,
+    else ``target`` itself; None for images already that wide."""
+    from PIL import Image
 
+    with Image.open(path) as im:
+        width = im.width
+    if width >= target:
+        return None
+    return width * (target // width) if target // width > 1 else target
+
+
+def note_html(text: str) -> str:
+    return f'<p class="note">{html.escape(text)}</p>'
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return f"<td>{html.escape(str(value))}</td>"
+    if isinstance(value, int):
+        return f'<td class="num">{value}</td>'
+    if isinstance(value, float):
+        return f'<td class="num">{value:.4g}</td>' if math.isfinite(value) else f'<td class="num">{value}</td>'
+    return f"<td>{html.escape(json.dumps(value))}</td>"
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def table_html(d: dict, columns: int = 1) -> str:
+    """Any nested dict as a key/value table (nested keys joined with dots), split into ``columns`` tables."""
     items = list(flatten(d).items())
-    if columns > 1:
-        per = -(-len(items) // columns)
-        parts = [dict(items[i:i + per]) for i in range(0, len(items), per)]
-        return '<div class="cols">' + "".join(_table(p) for p in parts) + "</div>"
-    rows = []
-    for k, v in items:
-        cell = f"{v:.4g}" if isinstance(v, float) else html.escape(json.dumps(v) if not isinstance(v, str) else v)
-        cls = ' class="num"' if isinstance(v, int | float) else ""
-        rows.append(f"<tr><th>{html.escape(k)}</th><td{cls}>{cell}</td></tr>")
-    return "<table>" + "".join(rows) + "</table>"
+    per = max(1, math.ceil(len(items) / max(columns, 1)))
+    tables = ["<table>" + "".join(f"<tr><th>{html.escape(k)}</th>{_cell(v)}</tr>" for k, v in items[i : i + per])
+              + "</table>" for i in range(0, len(items), per)]
+    return tables[0] if len(tables) == 1 else f'<div class="cols">{"".join(tables)}</div>'
 
 
-def _section(sid: str, title: str, body: str) -> str:
-    return f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>'
+def section_html(sid: str, body: str) -> str:
+    return f'<section id="{sid}"><h2>{html.escape(SECTIONS[sid])}</h2>{body}</section>'
 
 
-def _directions(run_dir: Path, cfg: dict, clip_specs: list[str] | None, device: str, tmp: Path) -> str:
+def metrics_html(run_dir: Path) -> str:
+    """Tables of summary.json, eval.json (``stylenada evaluate``) and demo_metrics.json, where present."""
+    parts = []
+    for name in ("summary.json", "eval.json", "demo_metrics.json"):
+        path = run_dir / name
+        if path.is_file():
+            try:
+                table = table_html(json.loads(path.read_text()))
+            except (json.JSONDecodeError, AttributeError) as e:
+                table = note_html(f"unreadable: {e}")
+            parts.append(f"<div><h3>{name}</h3>{table}</div>")
+    missing = "" if (run_dir / "eval.json").is_file() else note_html(
+        f"no eval.json: run `stylenada evaluate {run_dir}` to add evaluation metrics")
+    return f'<div class="cols">{"".join(parts)}</div>{missing}'
+
+
+def directions_html(run_dir: Path, cfg: dict, clip_specs: list[str] | None, device: str, tmp: Path,
+                    n: int = 16) -> str:
+    """The CLIP-directions figure, or a visible note when the generators or CLIP cannot be loaded."""
+    from ..adapt.trainer import load_clip_models
+    from ..formats import load_generator
+    from .directions import direction_data, plot_directions
+
+    if not (run_dir / "generator.safetensors").is_file():
+        return note_html("no generator.safetensors yet: the run has not finished")
+    if not cfg.get("target"):
+        return note_html("the run followed target images, not a target text: no text direction to draw")
+    specs = list(clip_specs or cfg.get("clip") or ["ViT-B-32:openai"])
     try:
-        from ..adapt.trainer import load_clip_models
-        from ..formats import load_generator
-        from .directions import direction_data, plot_directions
-
         G_frozen = load_generator(cfg["generator"], device=device)
         G_adapted = load_generator(run_dir / "generator.safetensors", device=device)
-        model = load_clip_models(clip_specs or cfg.get("clip") or ["ViT-B-32:openai"], device)[0][0]
-        summary = run_dir / "summary.json"
-        source = json.loads(summary.read_text()).get("source_text") if summary.exists() else None
-        data = direction_data(G_frozen, G_adapted, model, source or cfg["source"], cfg["target"],
-                              cfg.get("templates", "imagenet"), n=16)
-        return _figure(plot_directions(data, tmp / "directions.png"),
-                       "Frozen (blue) and adapted (red) CLIP image embeddings of the same latents, with the "
-                       "source-to-target text direction (PCA of the pooled embeddings).")
-    except (StylenadaError, OSError, KeyError, RuntimeError) as e:
-        return f'<p class="note">CLIP directions not drawn: {html.escape(str(e))}</p>'
+        clip_model = load_clip_models(specs[:1], device)[0][0]
+    except Exception as e:  # any failure to load becomes a visible note, not a failed report
+        return note_html(f"CLIP directions not drawn: could not load the generators or CLIP {specs[0]!r} "
+                         f"({type(e).__name__}: {e}); pass --clip with a model available here")
+    source = _final_source(run_dir) or cfg.get("source") or "photo"
+    data = direction_data(G_frozen, G_adapted, clip_model, source, cfg["target"],
+                          cfg.get("templates", "imagenet"), n=n, seed=cfg.get("seed", 0))
+    caption = (f"CLIP {specs[0]}: embeddings of {n} latents from the frozen (blue) and adapted (red) generator, "
+               f"with the text direction {source!r} -> {data.target!r} (PCA of all points). Mean cosine between "
+               f"image change and text direction: {data.mean_cosine:.3f}.")
+    return figure_html(plot_directions(data, tmp / "directions.png"), caption)
+
+
+def _final_source(run_dir: Path) -> str | None:
+    """The source text the run ended with (dynamic source text re-captions), from summary.json."""
+    path = run_dir / "summary.json"
+    return json.loads(path.read_text()).get("source_text") if path.is_file() else None
+
+
+def samples_html(run_dir: Path) -> str:
+    """The final before/after grid, then every ``samples/step*.png`` in step order."""
+    parts = []
+    for path, what in ((run_dir / "samples" / "final.png", "final"), (run_dir / "before_after.png", "demo")):
+        if path.is_file():
+            parts.append(f"<h3>Before / after ({what})</h3>"
+                         + figure_html(path, f"{path.name}: frozen generator on top, adapted below (same latents).",
+                                       pixelated=True, width=display_width(path, 1000)))
+    steps = sorted((run_dir / "samples").glob("step*.png"))
+    if steps:
+        figs = "".join(figure_html(p, f"step {int(p.stem[4:]) if p.stem[4:].isdigit() else p.stem}", pixelated=True,
+                                   width=display_width(p, 500)) for p in steps)
+        parts.append(f"<h3>Progression ({len(steps)} snapshots, frozen top, adapted below)</h3>"
+                     f'<div class="grid">{figs}</div>')
+    return "".join(parts) or note_html("no samples written yet")
+
+
+def source_text_html(records: list[dict], figure: str) -> str:
+    """The timeline figure, and a table of the steps where dynamic source text picked a new caption."""
+    events = [(r["step"], r["source"]) for r in records if "source" in r]
+    if not events:
+        return figure + "<p class='sub'>Static source text: one text for the whole run.</p>"
+    rows = "".join(f'<tr><td class="num">{s}</td><td>{html.escape(t)}</td></tr>' for s, t in events)
+    return figure + f"<table><tr><th>step</th><th>chosen source text</th></tr>{rows}</table>"
 
 
 def write_report(run_dir: str | Path, out_html: str | Path | None = None, clip_specs: list[str] | None = None,
                  device: str = "cpu") -> Path:
-    """Config, metrics, curves, layer heatmap, source text, CLIP directions and samples of a run."""
-    from ..formats import load_generator
-    from ..utils.io import atomic_write_text
-    from .curves import (
-        load_records,
-        plot_lambdas,
-        plot_layer_heatmap,
-        plot_losses,
-        plot_source_text,
-        synthesis_layer_names,
-    )
-
+    """Write the run's report (default ``run_dir/report.html``) and return its path."""
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise StylenadaError(f"{run_dir} is not a run folder (no config.json): pass the --out folder of a run")
-    cfg = json.loads(cfg_path.read_text())
+    cfg = load_config(run_dir)
     records = load_records(run_dir)
     out_html = Path(out_html) if out_html is not None else run_dir / "report.html"
-    metrics: dict = {}
-    for name in ("summary.json", "eval.json", "demo_metrics.json"):
-        if (run_dir / name).exists():
-            metrics[name[:-5]] = json.loads((run_dir / name).read_text())
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
-        try:
-            layer_names = synthesis_layer_names(load_generator(cfg["generator"]))
-        except (StylenadaError, OSError, KeyError):
-            layer_names = list(dict.fromkeys(n for r in records for n in r.get("selection", {}).get("layers", [])))
-        curves = ""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        body = {"config": table_html(cfg, columns=3), "metrics": metrics_html(run_dir)}
         if records:
-            curves = (_figure(plot_losses(records, tmp / "losses.png"), "Loss terms per step, and the agreement "
-                              "between image change and text direction (1 - directional loss).")
-                      + _figure(plot_lambdas(records, tmp / "lambdas.png"), "Loss weights per step."))
+            figs = plot_training_curves(run_dir, tmp, run_layer_names(run_dir, records))
+            body["curves"] = (figure_html(figs["losses"], "Loss terms per step (log scale when all positive), and "
+                                          "the directional agreement 1 - loss/clip.")
+                              + figure_html(figs["lambdas"], "Loss weights per step."))
+            body["layers"] = figure_html(figs["layers"], "Share of each synthesis layer's parameters trained per "
+                                         "step (rows in generator order, coarse to fine).")
+            body["source-text"] = source_text_html(records, figure_html(figs["source_text"], "Source text per "
+                                                                         "step."))
         else:
-            curves = '<p class="note">no training steps logged yet</p>'
-        layers = _figure(plot_layer_heatmap(records, layer_names, tmp / "layers.png"),
-                         "Share of each synthesis layer's parameters trained at each step.") if records else ""
-        source = _figure(plot_source_text(records, tmp / "source.png"), "Source text in use per step.") \
-            if records else ""
-        directions = _directions(run_dir, cfg, clip_specs, device, tmp) \
-            if (run_dir / "generator.safetensors").exists() else '<p class="note">no final generator yet</p>'
-        samples = ""
-        grids = [p for p in (run_dir / "before_after.png", run_dir / "samples" / "final.png") if p.exists()]
-        for p in grids:
-            samples += _figure(p, f"{p.name}: frozen generator on top, adapted below (same latents).")
-        steps = sorted((run_dir / "samples").glob("step*.png")) if (run_dir / "samples").exists() else []
-        for p in steps:
-            samples += _figure(p, f"{p.stem}: frozen top row, adapted below.")
-        title = f"{cfg.get('source', '')!r} → {cfg.get('target', '')!r}"
-        metric_tables = ('<div class="cols">' + "".join(f"<div><h3>{html.escape(k)}</h3>{_table(v)}</div>"
-                                                        for k, v in metrics.items()) + "</div>"
-                         if metrics else '<p class="note">no metrics yet: run `stylenada evaluate`</p>')
-        body = "".join([
-            f"<h1>stylenada run: {html.escape(title)}</h1><p>{html.escape(str(run_dir))}</p>",
-            _section("config", "Configuration", _table(cfg, columns=3)),
-            _section("metrics", "Metrics", metric_tables),
-            _section("curves", "Training curves", curves),
-            _section("layers", "Trained layers", layers),
-            _section("source-text", "Source text", source),
-            _section("directions", "CLIP directions", directions),
-            _section("samples", "Samples", samples or '<p class="note">no samples written</p>'),
-        ])
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-                f"<style>{CSS}</style></head><body>{body}</body></html>")
-        atomic_write_text(out_html, page)
+            for sid in ("curves", "layers", "source-text"):
+                body[sid] = note_html("no training steps logged yet")
+        body["directions"] = directions_html(run_dir, cfg, clip_specs, device, tmp)
+        body["samples"] = samples_html(run_dir)
+        atomic_write_text(out_html, page_html(run_dir, cfg, records, body))
     return out_html
+
+
+def page_html(run_dir: Path, cfg: dict, records: list[dict], body: dict[str, str]) -> str:
+    """The whole page: title, a line of facts, a section index and the sections in order."""
+    target = cfg.get("target") or f"images in {cfg.get('target_images')}"
+    title = f"{cfg.get('source', '?')} → {target}"
+    facts = [str(run_dir), f"generator {cfg.get('generator')}", f"{len(records)} steps logged",
+             f"layers {cfg.get('layers')}", f"weighting {cfg.get('weighting')}"]
+    nav = "".join(f'<a href="#{sid}">{html.escape(name)}</a>' for sid, name in SECTIONS.items())
+    sections = "".join(section_html(sid, body[sid]) for sid in SECTIONS)
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>stylenada: {html.escape(title)}'
+            f"</title><style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+            f'<p class="sub">{html.escape(" · ".join(facts))}</p><nav>{nav}</nav>{sections}</body></html>\n')
