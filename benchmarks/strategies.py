@@ -36,15 +36,17 @@ def key(r: dict) -> tuple:
     return (r["task"], r["layers"], r["weighting"], r["source_text"], r["seed"])
 
 
-def run_one(task: str, layers: str, weighting: str, source_text: str, seed: int, iters: int, n_eval: int) -> dict:
+def run_one(task: str, layers: str, weighting: str, source_text: str, seed: int, iters: int, n_eval: int,
+            lambda_l2: float) -> dict:
     from stylenada.toy.demo import DemoConfig, run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
         m = run_demo(DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text,
-                                seed=seed, iters=iters, n_eval=n_eval, out=str(Path(tmp) / "run")), progress=False)
+                                seed=seed, iters=iters, n_eval=n_eval, lambda_l2=lambda_l2,
+                                out=str(Path(tmp) / "run")), progress=False)
     m.pop("run_dir", None)
     return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text, "seed": seed,
-            "iters": iters, **m}
+            "iters": iters, "lambda_l2": lambda_l2, **m}
 
 
 def summarise(records: list[dict]) -> dict[tuple, dict[str, tuple[float, float, int]]]:
@@ -93,7 +95,8 @@ def write_report(records: list[dict], doc: Path, command: str) -> None:
              "CLIP's image space. Mean ± standard deviation over seeds; n = number of seeds.", "",
              f"Made by: `{command}` (results in `benchmarks/results/strategies.jsonl`).", ""]
     iters = sorted({r["iters"] for r in records})
-    lines += [f"Training steps per run: {', '.join(map(str, iters))}.", ""]
+    lines += [f"Training steps per run: {', '.join(map(str, iters))}; initial lambda_clip 1, lambda_l2 "
+              f"{', '.join(sorted({str(r.get('lambda_l2', '?')) for r in records}))}.", ""]
     for task in TASKS:
         rows = sorted(g for g in summary if g[0] == task)
         if not rows:
@@ -120,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--iters", type=int, default=60)
     ap.add_argument("--n-eval", type=int, default=128)
+    ap.add_argument("--lambda-l2", type=float, default=0.5,
+                    help="initial L2 weight for every configuration (learned weighting needs it > 0)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "strategies.jsonl"))
     ap.add_argument("--doc", default=str(ROOT / "docs" / "strategy-study.md"))
     ap.add_argument("--report-only", action="store_true")
@@ -141,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(todo)} runs to do ({len(done)} done)", flush=True)
         for i, (task, layers, weighting, source, seed) in enumerate(todo):
             t0 = time.perf_counter()
-            r = run_one(task, layers, weighting, source, seed, args.iters, args.n_eval)
+            r = run_one(task, layers, weighting, source, seed, args.iters, args.n_eval, args.lambda_l2)
             with open(results, "a") as f:
                 f.write(json.dumps(r) + "\n")
             records.append(r)

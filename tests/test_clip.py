@@ -361,3 +361,13 @@ def test_tiny_shapes_is_loaded_lazily(registered, tokenizer, monkeypatch):
     clip = load_clip("tiny-shapes@0.5")
     assert clip.model is model and clip.spec.weight == 0.5 and clip.name == "tiny-shapes"
     assert clip.text_embedding("a red circle").shape == (32,)
+
+
+def test_clip_sees_the_saved_image_not_out_of_range_values(random_clip):
+    """Pixels pushed past white or black are judged as saved (clamped): no hidden signal for CLIP."""
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    pushed = x.clone()
+    pushed[:, 2] = torch.where(x[:, 2] > 0.9, x[:, 2] + 1.5, x[:, 2])  # blue channel far past white
+    with torch.no_grad():
+        e_pushed, e_clamped = random_clip.encode_image(pushed), random_clip.encode_image(pushed.clamp(-1, 1))
+    assert torch.allclose(e_pushed, e_clamped, atol=1e-6)

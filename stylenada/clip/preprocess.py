@@ -132,14 +132,18 @@ def preprocess_for_clip(images: torch.Tensor, cfg: PreprocessConfig, mean: torch
                         std: torch.Tensor | None = None) -> torch.Tensor:
     """Generator output (NCHW in [-1, 1], any size) -> normalised CLIP input at ``cfg.image_size``.
 
-    ``(x + 1) / 2`` -> resize/crop as open_clip -> ``(x - mean) / std``. No clamping, so gradients
-    reach every input pixel. ``mean``/``std`` may be given as [1, 3, 1, 1] tensors to skip rebuilding them.
+    clamp to [-1, 1] -> ``(x + 1) / 2`` -> resize/crop as open_clip -> ``(x - mean) / std``.
+
+    The clamp makes CLIP judge the image that will be saved: without it a generator trained against CLIP
+    can push pixels past white or black, where no viewer sees them but CLIP does (the shapes world's
+    colour task found exactly that: a background at B = 2.5 read as "blue"). In-range pixels are
+    untouched. ``mean``/``std`` may be given as [1, 3, 1, 1] tensors to skip rebuilding them.
     """
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"expected images of shape [N, 3, H, W], got {list(images.shape)}")
     if not math.prod(images.shape[-2:]):
         raise ValueError(f"empty image of shape {list(images.shape)}")
-    x = (images + 1) * 0.5
+    x = (images.clamp(-1, 1) + 1) * 0.5
     x = resize_for_clip(x, cfg)
     if mean is None:
         mean = torch.tensor(cfg.mean, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
