@@ -50,3 +50,15 @@ def make_test_clip(seed: int = 0):
 @pytest.fixture(scope="session")
 def random_clip():
     return make_test_clip()
+
+
+def save_test_clip(clip, folder) -> str:
+    """Write ``clip``'s weights under ``folder``; returns the ``--clip`` spec that loads them."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    name = register_test_clip()
+    weights = Path(folder) / "clip.safetensors"
+    save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, str(weights))
+    return f"{name}:{weights}"

@@ -56,15 +56,12 @@ def test_random_generator(tmp_path, capsys):
 
 
 def test_train_and_resume_commands(tiny_generator, tmp_path, capsys, random_clip):
-    from conftest import TEST_CLIP, register_test_clip
-    from safetensors.torch import save_file
+    from conftest import save_test_clip
 
-    register_test_clip()
-    weights = tmp_path / "clip.safetensors"
-    save_file({k: v.contiguous() for k, v in random_clip.model.state_dict().items()}, str(weights))
+    spec = save_test_clip(random_clip, tmp_path)
     gen = save_generator(tiny_generator, tmp_path / "g.pt")
     out = tmp_path / "run"
-    common = ["--clip", f"{TEST_CLIP}:{weights}", "--templates", "single", "--no-tensorboard", "--sample-every", "0"]
+    common = ["--clip", spec, "--templates", "single", "--no-tensorboard", "--sample-every", "0"]
     code, stdout, err = run(capsys, "train", "--generator", str(gen), "--source", "photo", "--target", "sketch",
                             "--iters", "2", "--batch", "2", "--w-batch", "2", "--out", str(out), *common)
     assert code == 0, err

@@ -106,18 +106,15 @@ def test_evaluate_errors(tiny_generator, tmp_path):
 
 
 def test_evaluate_command_on_a_run(tiny_generator, tmp_path, capsys, random_clip):
-    from conftest import TEST_CLIP, register_test_clip
-    from safetensors.torch import save_file
+    from conftest import save_test_clip
 
     from stylenada.cli import main
 
-    register_test_clip()
-    weights = tmp_path / "clip.safetensors"
-    save_file({k: v.contiguous() for k, v in random_clip.model.state_dict().items()}, str(weights))
+    spec = save_test_clip(random_clip, tmp_path)
     gen = save_generator(tiny_generator, tmp_path / "g.pt")
     run = tmp_path / "run"
     assert main(["train", "--generator", str(gen), "--source", "photo", "--target", "sketch", "--iters", "2",
-                 "--batch", "2", "--layers", "all", "--out", str(run), "--clip", f"{TEST_CLIP}:{weights}",
+                 "--batch", "2", "--layers", "all", "--out", str(run), "--clip", spec,
                  "--templates", "single", "--no-tensorboard", "--sample-every", "0"]) == 0
     capsys.readouterr()
     assert main(["evaluate", str(run), "--n", "6"]) == 0

@@ -16,8 +16,6 @@ toward the base code. An identity loss needs a face-recognition network and is n
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.stylegan2 import Generator
+from ..utils.scripts import config_parser, write_log
 from .encoders import Encoder, EncoderConfig, save_encoder
 
 
@@ -102,19 +101,14 @@ def train_encoder(G: Generator, cfg: EncoderTrainConfig,
     E.eval()
     if out is not None:
         save_encoder(E, out)
-        Path(str(out) + ".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "log": log}, indent=2))
+        write_log(out, cfg, log)
     return E, log
 
 
 def main(argv: list[str] | None = None) -> None:
     from ..formats import load_generator
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(EncoderTrainConfig):
-        if f.name == "depths":
-            ap.add_argument("--depths", type=int, nargs=4, default=list(f.default))
-        else:
-            ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap = config_parser(EncoderTrainConfig, __doc__)
     ap.add_argument("--generator", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--shapes", action="store_true", help="real images: fresh renders of the shapes world's "
@@ -122,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(ap.parse_args(argv))
     G = load_generator(args.pop("generator"))
     out, shapes = args.pop("out"), args.pop("shapes")
-    args["depths"] = tuple(args["depths"])
+    args["depths"] = tuple(args["depths"])  # argparse gives a list
     sample_real = None
     if shapes:
         from ..toy.render import domain_sampler

@@ -232,11 +232,9 @@ def reader_accuracy(reader: AttributeReader, n: int = 1000, seed: int = 777, siz
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
+    from ..utils.scripts import config_parser
 
-    ap = argparse.ArgumentParser(description=__doc__)
-    for f in dataclasses.fields(ReaderTrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap = config_parser(ReaderTrainConfig, __doc__)
     ap.add_argument("--out", default=str(WEIGHTS))
     args = vars(ap.parse_args(argv))
     out = args.pop("out")

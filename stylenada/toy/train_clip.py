@@ -10,7 +10,6 @@ is a positive (a multi-positive target, spread uniformly over the true pairs).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import math
@@ -21,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..utils.scripts import config_parser, write_log
 from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render_batch
 from .tiny_clip import MODEL_NAME, build_tiny_clip, register
 
@@ -159,14 +159,12 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(out), metadata={"model": MODEL_NAME, "config": json.dumps(dataclasses.asdict(cfg))})
-        Path(str(out) + ".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "log": log}, indent=2))
+        write_log(out, cfg, log)
     return model, tokenizer, log
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(ClipTrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap = config_parser(ClipTrainConfig, __doc__)
     ap.add_argument("--out", required=True)
     args = vars(ap.parse_args(argv))
     out = args.pop("out")

@@ -10,9 +10,7 @@ Training images come from the procedural renderer (``stylenada.toy.render``) of 
 
 from __future__ import annotations
 
-import argparse
 import copy
-import dataclasses
 import json
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ import torch.nn.functional as F
 
 from ..formats import save_generator
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles
+from ..utils.scripts import config_parser, write_log
 
 
 @dataclass
@@ -172,14 +171,12 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
                 tqdm.write(json.dumps(rec))
     if out is not None:
         save_generator(G_ema, out)
-        Path(str(out) + ".json").write_text(json.dumps({"config": dataclasses.asdict(cfg), "log": log}, indent=2))
+        write_log(out, cfg, log)
     return G_ema, log
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    for f in dataclasses.fields(GanTrainConfig):
-        ap.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+    ap = config_parser(GanTrainConfig, __doc__)
     ap.add_argument("--out", required=True)
     ap.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     args = vars(ap.parse_args(argv))

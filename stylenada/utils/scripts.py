@@ -1,0 +1,27 @@
+"""Shared plumbing of the training scripts: options from a config dataclass, and the log beside the output."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+
+def config_parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
+    """An ArgumentParser with one ``--option`` per field of ``config_cls`` (tuples take several values)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in dataclasses.fields(config_cls):
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, tuple):
+            ap.add_argument(flag, type=type(f.default[0]), nargs=len(f.default), default=list(f.default))
+        else:
+            ap.add_argument(flag, type=type(f.default), default=f.default)
+    return ap
+
+
+def write_log(out: str | Path, config, log: list[dict], **extra) -> Path:
+    """``OUT.json`` beside a trained file: its config, training log and anything else worth keeping."""
+    path = Path(str(out) + ".json")
+    path.write_text(json.dumps({"config": dataclasses.asdict(config), **extra, "log": log}, indent=2))
+    return path
