@@ -94,6 +94,13 @@ def write_report(records: list[dict], doc: Path, command: str) -> None:
              "to the frozen generator, and the Frechet distance to true renders of the target domain in the tiny "
              "CLIP's image space. Mean ± standard deviation over seeds; n = number of seeds.", "",
              f"Made by: `{command}` (results in `benchmarks/results/strategies.jsonl`).", ""]
+    seeds = {key(r)[:4]: set() for r in records}
+    for r in records:
+        seeds[key(r)[:4]].add(r["seed"])
+    if not seeds or min(len(v) for v in seeds.values()) < 3 or len(seeds) < len(LAYERS) * len(WEIGHTINGS) * \
+            len(SOURCES) * len(TASKS):
+        lines += ["**Partial study**: fewer configurations or seeds than the full grid (5 strategies x 2 "
+                  "weightings x 2 source texts x 3 tasks x 3 seeds); the spread of a single seed is shown as 0.", ""]
     iters = sorted({r["iters"] for r in records})
     lines += [f"Training steps per run: {', '.join(map(str, iters))}; initial lambda_clip 1, lambda_l2 "
               f"{', '.join(sorted({str(r.get('lambda_l2', '?')) for r in records}))}.", ""]
