@@ -222,3 +222,16 @@ def test_strategy_study_quick(tmp_path):
     assert len(records) == 4 and {r["layers"] for r in records} == {"all", "adaptive"}
     text = doc.read_text()
     assert "| adaptive | learned | dynamic | 2 |" in text and (tmp_path / "figures" / "strategy-colour.png").exists()
+
+
+def test_gan_training_resumes_from_its_state(tmp_path):
+    from stylenada.toy.train_gan import GanTrainConfig, train_gan
+
+    out = tmp_path / "g.safetensors"
+    cfg = dict(batch=4, log_every=1, r1_every=2, sample_every=2, sample_dir=str(tmp_path / "s"))
+    train_gan(GanTrainConfig(iters=2, **cfg), out=out, progress=False)
+    assert (tmp_path / "g.safetensors.state.pt").exists()
+    G, log = train_gan(GanTrainConfig(iters=3, lr=0.001, **cfg), out=out, progress=False, resume=True)
+    assert [r["iter"] for r in log] == [0, 1, 2]  # the saved log continues
+    st = torch.load(tmp_path / "g.safetensors.state.pt", weights_only=True)
+    assert st["iter"] == 3 and st["opt_g"]["param_groups"][0]["lr"] == 0.001

@@ -94,6 +94,10 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         st = torch.load(_state_path(out), map_location="cpu", weights_only=True)
         for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(st[k])
+        for group in opt_g.param_groups:  # the command line's learning rate wins over the saved one
+            group["lr"] = cfg.lr
+        for group in opt_d.param_groups:
+            group["lr"] = cfg.lr * c
         rng.set_state(st["rng"])
         torch.set_rng_state(st["torch_rng"])
         start, log = st["iter"], json.loads(st["log"])
@@ -155,6 +159,12 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
             for b_ema, b in zip(G_ema.buffers(), G.buffers(), strict=True):
                 b_ema.copy_(b)
 
+        if it % cfg.log_every == 0 or it == cfg.iters - 1:
+            rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
+                   "seconds": time.perf_counter() - t0}
+            log.append(rec)
+            if progress:
+                tqdm.write(json.dumps(rec))
         if cfg.sample_every and cfg.sample_dir and (it + 1) % cfg.sample_every == 0:
             from ..utils.images import save_grid
 
@@ -163,14 +173,8 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
                 save_grid(G_ema(z, noise_mode="const"), Path(cfg.sample_dir) / f"iter{it + 1:06d}.png", ncols=8)
             if out is not None:  # a usable snapshot and the state at every sample: stop early or resume
                 save_state(it + 1)
-        if it % cfg.log_every == 0 or it == cfg.iters - 1:
-            rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
-                   "seconds": time.perf_counter() - t0}
-            log.append(rec)
-            if progress:
-                tqdm.write(json.dumps(rec))
     if out is not None:
-        save_generator(G_ema, out)
+        save_state(cfg.iters)  # so that a longer run can continue from here
         write_log(out, cfg, log)
     return G_ema, log
 
