@@ -6,7 +6,7 @@ Frechet distance to true target renders in the tiny CLIP's space. Results are ap
 as they come (an interrupted study resumes where it stopped); the summary is written as
 ``docs/strategy-study.md`` with one figure per task.
 
-    .venv/bin/python benchmarks/strategies.py                      # the full study (about 3 CPU hours)
+    .venv/bin/python benchmarks/strategies.py                      # the full study (about 35 CPU minutes)
     .venv/bin/python benchmarks/strategies.py --layers adaptive all --seeds 0   # a slice
     .venv/bin/python benchmarks/strategies.py --report-only        # rewrite the summary from the JSONL
 """
