@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import StylenadaError
-from .render import BACKGROUNDS, COLOURS, SHAPES, STYLES, ShapeAttributes, render, render_batch
+from .render import BACKGROUNDS, COLOURS, SHAPES, STYLES, ShapeAttributes, background_colours, render, render_batch
 
 WEIGHTS = Path(__file__).parent / "weights" / "reader.safetensors"
 HEADS = {"shape": SHAPES, "colour": tuple(COLOURS), "style": STYLES, "background": tuple(BACKGROUNDS)}
@@ -108,7 +108,7 @@ class AttributeReader:
             imgs = F.interpolate(imgs, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         imgs = gaussian_blur(imgs.clamp(-1, 1), VALID_BLUR_SIGMA)
         again = gaussian_blur(render(clipped, size), VALID_BLUR_SIGMA)
-        bg = torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32).view(-1, 3, 1, 1) / 127.5 - 1
+        bg = background_colours(attrs)
         region = ((imgs - bg).abs().amax(dim=1) > 0.2) | ((again - bg).abs().amax(dim=1) > 0.2)  # [N, H, W]
         diff = (imgs - again).abs().mean(dim=1)
         err = (diff * region).sum(dim=[1, 2]) / region.sum(dim=[1, 2]).clamp_min(1)
@@ -151,8 +151,7 @@ def uneven_tint(images: torch.Tensor, attrs: list[ShapeAttributes], rng: torch.G
     chosen = (torch.rand(n, generator=rng) < share).view(n, 1, 1, 1).float()
     if share <= 0 or not chosen.any():
         return images
-    bg = torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32).view(n, 3, 1, 1) / 127.5 - 1
-    obj = ((images - bg).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    obj = ((images - background_colours(attrs)).abs().amax(dim=1, keepdim=True) > 0.1).float()
 
     def field(channels: int) -> torch.Tensor:
         coarse = torch.randn(n, channels, 4, 4, generator=rng)

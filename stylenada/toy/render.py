@@ -163,6 +163,11 @@ def render_batch(n: int, domain: Domain | str, seed: int | torch.Generator, size
     return render(attrs, size), attrs
 
 
+def background_colours(attrs: list[ShapeAttributes]) -> torch.Tensor:
+    """[N, 3, 1, 1] background colour of each record, in [-1, 1]."""
+    return torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32).view(-1, 3, 1, 1) / 127.5 - 1
+
+
 def domain_sampler(domain: Domain | str, size: int = 32) -> Callable[[int, torch.Generator], torch.Tensor]:
     """A ``sample(n, rng) -> images`` function, as the GAN trainer takes."""
     return lambda n, rng: render_batch(n, domain, rng, size)[0]

@@ -59,15 +59,14 @@ def add_glow(images: torch.Tensor, attrs, rng: torch.Generator, share: float) ->
     a teacher that has seen hazes whose colour is not the object's learns that the object's colour is
     the object's pixels, not the pixels near it.
     """
-    from .render import BACKGROUNDS
+    from .render import background_colours
 
     n = images.shape[0]
     filled = torch.tensor([a.style == "filled" for a in attrs])  # (a haze inside an outline would fill it)
     chosen = (torch.rand(n, generator=rng) < share) & filled
     if share <= 0 or not chosen.any():
         return images
-    bg = torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32) / 127.5 - 1
-    obj = ((images - bg.view(n, 3, 1, 1)).abs().amax(dim=1, keepdim=True) > 0.1).float()
+    obj = ((images - background_colours(attrs)).abs().amax(dim=1, keepdim=True) > 0.1).float()
     sigma = 1.0 + 3.0 * torch.rand((), generator=rng).item()
     r = int(3 * sigma)
     k = torch.exp(-torch.arange(-r, r + 1).float() ** 2 / (2 * sigma**2))
