@@ -270,13 +270,17 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
               help="colour: red -> blue; style: filled -> outline; shape: circle -> square.")
 @click.option("--layers", default="adaptive", show_default=True, help="Layer strategy (see `train --help`).")
 @click.option("--weighting", default="fixed", show_default=True)
-@click.option("--iters", type=int, default=60, show_default=True)
+@click.option("--iters", type=int, default=150, show_default=True)
+@click.option("--k", type=int, default=8, show_default=True, help="W+ entries (layers) the strategy may choose.")
+@click.option("--train-torgb/--no-train-torgb", default=True, show_default=True,
+              help="Also train the ToRGB layers of the chosen entries (where colour lives).")
 @click.option("--lambda-l2", type=float, default=None,
-              help="Weight of the L2 term [default: 0; 1 with learned or constrained weighting].")
+              help="Weight of the L2 term [default: 3; 1 with learned or constrained weighting].")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run folder (a numbered sibling is used if it exists).")
 @user_errors
-def demo(task: str, layers: str, weighting: str, iters: int, lambda_l2: float | None, out: Path) -> None:
+def demo(task: str, layers: str, weighting: str, iters: int, k: int, train_torgb: bool, lambda_l2: float | None,
+         out: Path) -> None:
     """Adapt the shipped shapes-world generator on the CPU (under a minute) and report known-answer metrics."""
     from .adapt.layers import STRATEGIES
     from .toy.demo import DemoConfig, run_demo
@@ -284,9 +288,9 @@ def demo(task: str, layers: str, weighting: str, iters: int, lambda_l2: float | 
     if layers not in STRATEGIES:
         raise StylenadaError(f"unknown layer strategy {layers!r}; choose one of {', '.join(STRATEGIES)}")
     if lambda_l2 is None:
-        lambda_l2 = 0.0 if weighting == "fixed" else 1.0
-    m = run_demo(DemoConfig(task=task, layers=layers, weighting=weighting, iters=iters, lambda_l2=lambda_l2,
-                            out=str(out)))
+        lambda_l2 = DemoConfig.lambda_l2 if weighting == "fixed" else 1.0
+    m = run_demo(DemoConfig(task=task, layers=layers, weighting=weighting, iters=iters, k=k, train_torgb=train_torgb,
+                            lambda_l2=lambda_l2, out=str(out)))
     click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {layers} layers, {iters} steps")
     click.echo(f"target success   {m['target_success_before']:.0%} -> {m['target_success']:.0%}")
     click.echo(f"preservation     {m['preservation']:.0%}")

@@ -35,7 +35,8 @@ def test_domains_cover_their_values():
     assert {a.shape for a in attrs} == set(SHAPES) and {a.colour for a in attrs} == set(COLOURS)
     assert {a.style for a in attrs} == set(STYLES)
     _, src = render_batch(200, "source", 0)
-    assert {a.colour for a in src} == {"red", "orange", "yellow"} and {a.style for a in src} == {"filled"}
+    assert {a.colour for a in src} == {"red"} and {a.style for a in src} == {"filled"}
+    assert {a.shape for a in src} == set(SHAPES) and {a.background for a in src} == {"white"}
     with pytest.raises(ValueError, match="unknown"):
         Domain(colours=("teal",))
 
@@ -130,8 +131,9 @@ def test_shipped_weights_are_small():
 def test_gan_samples_are_source_domain_shapes(shapes_gan, reader):
     """The shipped generator makes recognisable shapes of its source domain and nothing of the targets.
 
-    (The shapes-world issue asks for >= 90% valid samples; the shipped generator reaches about two
-    thirds under the strict validity criterion, see stylenada/toy/weights/README.md.)
+    (The shapes-world issue asks for >= 90% valid samples; the shipped generator reaches 52-64%
+    depending on the latents drawn, under the strict validity criterion: see
+    stylenada/toy/weights/README.md.)
     """
     from stylenada.toy.reader import VALID_MAX_ERROR
     from stylenada.toy.tasks import sample_images
@@ -174,7 +176,7 @@ def test_training_scripts_run():
 
     G, log = train_gan(GanTrainConfig(iters=3, batch=8, log_every=1, r1_every=2), progress=False)
     assert G.resolution == 32 and len(log) == 3 and all(torch.isfinite(torch.tensor(r["d_loss"])) for r in log)
-    _, _, clog = train_tiny_clip(ClipTrainConfig(steps=2, batch=16, log_every=1), progress=False)
+    _, _, clog = train_tiny_clip(ClipTrainConfig(steps=2, batch=16, log_every=1, glow=0.5, colour_mix=0.5), progress=False)
     assert "zero_shot" in clog[-1]
     _, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
     assert 0 <= metrics["shape"] <= 1
@@ -184,18 +186,20 @@ def test_training_scripts_run():
 
 
 def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
-    """The demo runs end to end and its metrics can tell a trained generator from an untouched one.
+    """The demo (colour task, adaptive strategy, its default settings) turns the red shapes blue, and
+    its metrics can tell a trained generator from an untouched one.
 
-    (The issue's bar, >= 90% target success and preservation on the colour task, is not reached yet:
-    see the README's shapes-world status.)
+    Measured (seeds 0/1/2): target success 100/100/99%, preservation 82/81/74%. The issue's bar is
+    90% for both; preservation falls short because the tiny generator draws blobby shapes whose
+    reading (square or circle?) flips under small changes (see the README's shapes-world status).
     """
     from stylenada.toy.demo import DemoConfig, run_demo
 
-    m = run_demo(DemoConfig(task="colour", layers="adaptive", iters=30, out=str(tmp_path / "a"), n_eval=64),
-                 progress=False)
+    m = run_demo(DemoConfig(task="colour", layers="adaptive", out=str(tmp_path / "a")), progress=False)
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["final_clip_loss"] < summary["initial_clip_loss"]  # the directional loss falls
-    assert m["preservation"] < 1.0  # the generator changed
+    assert m["target_success_before"] <= 0.05 and m["target_success"] >= 0.9
+    assert m["preservation"] >= 0.7 and m["diversity_ratio"] >= 0.7
     control = run_demo(DemoConfig(task="colour", layers="none", iters=5, out=str(tmp_path / "n"), n_eval=64),
                        progress=False)
     assert control["target_success"] == control["target_success_before"] <= 0.05
@@ -235,3 +239,67 @@ def test_gan_training_resumes_from_its_state(tmp_path):
     assert [r["iter"] for r in log] == [0, 1, 2]  # the saved log continues
     st = torch.load(tmp_path / "g.safetensors.state.pt", weights_only=True)
     assert st["iter"] == 3 and st["opt_g"]["param_groups"][0]["lr"] == 0.001
+
+
+def test_gan_training_keeps_the_snapshot_the_reader_scores_best(tmp_path):
+    from stylenada.formats import load_generator
+    from stylenada.toy.train_gan import GanTrainConfig, sample_validity, train_gan
+    from stylenada.utils.scripts import config_parser
+
+    out = tmp_path / "g.safetensors"
+    cfg = GanTrainConfig(iters=3, batch=4, log_every=100, r1_every=2, sample_every=1, sample_dir=str(tmp_path / "s"),
+                         select_best=True)
+    _, log = train_gan(cfg, out=out, progress=False)
+    scores = [r["valid"] for r in log if "valid" in r]
+    assert len(scores) == 3
+    assert sample_validity(load_generator(out)) == max(scores)
+    assert config_parser(GanTrainConfig, None).parse_args(["--select-best", "false"]).select_best is False
+
+
+def test_colour_blends_come_with_soft_labels():
+    from stylenada.toy.render import COLOURS, ShapeAttributes, render
+    from stylenada.toy.train_clip import mix_colours, soft_matches
+
+    attrs = [ShapeAttributes("circle", "red", "filled", 0.5, 0.0, 0.0)] * 64
+    images = render(attrs)
+    mixed, others, t = mix_colours(images, attrs, torch.Generator().manual_seed(0), share=1.0)
+    i = int(torch.argmax(t))
+    other = torch.tensor(COLOURS[others[i]]) / 127.5 - 1
+    red = torch.tensor(COLOURS["red"]) / 127.5 - 1
+    assert torch.allclose(mixed[i, :, 16, 16], red + (other - red) * t[i], atol=1e-5)  # object centre
+    assert torch.allclose(mixed[i, :, 1, 1], images[i, :, 1, 1])  # background untouched
+    caps = [{"colour": "red"}, {"colour": others[i]}, {"shape": "circle"}, {"shape": "square"}]
+    w = soft_matches(caps, [attrs[i]], [others[i]], t[i:i + 1])[0]
+    assert torch.allclose(w, torch.tensor([1 - t[i], t[i], 1.0, 0.0]))
+    same, none, _ = mix_colours(images, attrs, torch.Generator().manual_seed(0), share=0.0)
+    assert torch.equal(same, images) and none == [None] * 64
+
+
+def test_tiny_clip_colour_space_leads_toward_the_target(tiny_clip):
+    """From a red object, a small step toward blue is the direction that best matches the text
+    direction "a red shape" -> "a blue shape" (better than darkening it), and the gradient of the
+    alignment with respect to the object colour raises the blue channel and lowers the red one."""
+    import torch.nn.functional as F
+
+    from stylenada.toy.render import COLOURS, render, sample_attributes
+
+    attrs = sample_attributes(32, DOMAINS["source"], torch.Generator().manual_seed(0))
+    coverage = (1 - render(attrs)[:, 1:2]) / (1 - (COLOURS["red"][1] / 127.5 - 1))  # green channel: 1 - ink
+    red = torch.tensor(COLOURS["red"]).float().view(1, 3, 1, 1) / 127.5 - 1
+
+    def images(fg):
+        return 1 + (fg - 1) * coverage
+
+    with torch.no_grad():
+        e0 = tiny_clip.encode_image(images(red))
+        text = F.normalize(tiny_clip.encode_text(["a blue shape"]), dim=-1) - F.normalize(
+            tiny_clip.encode_text(["a red shape"]), dim=-1)
+
+        def alignment(colour):
+            step = red + (torch.tensor(colour).float().view(1, 3, 1, 1) / 127.5 - 1 - red) * 0.05
+            return F.cosine_similarity(tiny_clip.encode_image(images(step)) - e0, text, dim=-1).mean()
+
+        assert alignment(COLOURS["blue"]) > alignment((120, 10, 10)) + 0.05
+    fg = red.clone().requires_grad_(True)
+    (tiny_clip.encode_image(images(fg)) @ text.T).mean().backward()
+    assert fg.grad[0, 2] > 0 > fg.grad[0, 0]

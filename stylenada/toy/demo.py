@@ -31,15 +31,17 @@ class DemoConfig:
     task: str = "colour"  # colour | style | shape
     layers: str = "adaptive"
     weighting: str = "fixed"
-    iters: int = 60
+    iters: int = 150
     batch: int = 8
-    lr: float = 0.004
-    k: int = 4
-    lambda_l2: float = 0.0
+    lr: float = 0.006
+    k: int = 8  # W+ entries the adaptive strategies may choose (the tiny generator has 8)
+    train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
+    lambda_l2: float = 3.0
     source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
     out: str = "runs/demo"
     n_eval: int = 256
+    generator: str = str(GENERATOR)  # the frozen source generator (default: the shipped one)
 
 
 def free_run_dir(path: str | Path) -> Path:
@@ -65,13 +67,13 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     out = free_run_dir(cfg.out)
     clip_models = load_clip_models(["tiny-shapes"], "cpu")
     train_cfg = TrainConfig(
-        generator=str(GENERATOR), source=task.source, target=task.target, out=str(out), clip=["tiny-shapes"],
+        generator=cfg.generator, source=task.source, target=task.target, out=str(out), clip=["tiny-shapes"],
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
         weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
-        n_samples=8, sample_truncation=1.0, selection=SelectionConfig(k=cfg.k, w_batch=8))
+        n_samples=8, sample_truncation=1.0, selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb))
     result = adapt(train_cfg, clip_models=clip_models, progress=progress)
-    G_frozen, G_adapted = load_generator(GENERATOR), load_generator(result.generator_path)
+    G_frozen, G_adapted = load_generator(cfg.generator), load_generator(result.generator_path)
     metrics = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=clip_models[0][0], n=cfg.n_eval)
     metrics["train_seconds"] = result.metrics["seconds"]
     before, after = sample_images(G_frozen, 12, seed=100), sample_images(G_adapted, 12, seed=100)

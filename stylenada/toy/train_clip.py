@@ -37,6 +37,7 @@ class ClipTrainConfig:
     log_every: int = 100
     noise: float = 0.03  # pixel noise and slight blur make the model robust to GAN outputs
     glow: float = 0.0  # share of images given a coloured haze around the object (caption unchanged)
+    colour_mix: float = 0.0  # share of objects whose colour is blended toward another (soft labels)
     init: str = ""  # continue from these weights (a file written by this script)
 
 
@@ -77,6 +78,49 @@ def add_glow(images: torch.Tensor, attrs, rng: torch.Generator, share: float) ->
     alpha = (0.2 + 0.6 * torch.rand(n, 1, 1, 1, generator=rng)) * chosen.view(n, 1, 1, 1)
     a = alpha * halo
     return images * (1 - a) + colour * a
+
+
+def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
+                ) -> tuple[torch.Tensor, list[str | None], torch.Tensor]:
+    """Blend the object colour of ``share`` of the images toward a random other named colour.
+
+    Returns the images, the other colour of each (None where unblended) and the blend ``t`` in [0, 1],
+    which the loss uses as soft labels: a caption naming the object's colour is true with weight
+    ``1 - t``, one naming the other colour with weight ``t``. Trained on six exact colours only, the
+    tiny CLIP's image embedding is flat around each of them, so the gradient of a directional loss at
+    a red object does not point toward blue and a generator adapted with it darkens the object instead
+    of changing its hue. Real CLIP has seen every colour; graded blends give the tiny one a continuous
+    colour space too.
+    """
+    from .render import background_colours
+
+    n = images.shape[0]
+    chosen = torch.rand(n, generator=rng) < share
+    names = list(COLOURS)
+    own = torch.tensor([names.index(a.colour) for a in attrs])
+    other = (own + torch.randint(1, len(names), (n,), generator=rng)) % len(names)
+    t = torch.rand(n, generator=rng) * chosen
+    if share <= 0 or not chosen.any():
+        return images, [None] * n, t
+    table = torch.tensor([COLOURS[c] for c in names], dtype=torch.float32) / 127.5 - 1
+    fg = table[own].view(n, 3, 1, 1)
+    new_fg = fg + (table[other].view(n, 3, 1, 1) - fg) * t.view(n, 1, 1, 1)
+    bg = background_colours(attrs)
+    d = fg - bg
+    coverage = ((images - bg) * d).sum(1, keepdim=True) / d.square().sum(1, keepdim=True).clamp_min(1e-6)
+    mixed = images + (new_fg - fg) * coverage.clamp(0, 1)
+    return mixed, [names[o] if c else None for o, c in zip(other.tolist(), chosen.tolist(), strict=True)], t
+
+
+def soft_matches(caps: list[dict[str, str]], attrs, others: list[str | None], t: torch.Tensor) -> torch.Tensor:
+    """[images, captions] weight of each caption being true of each image, blends counted by share."""
+    out = torch.tensor([[caption_matches(m, a) for m in caps] for a in attrs], dtype=torch.float32)
+    for i, (a, b) in enumerate(zip(attrs, others, strict=True)):
+        if b is not None:
+            alt = dataclasses.replace(a, colour=b)
+            ti = float(t[i])
+            out[i] = torch.tensor([(1 - ti) * caption_matches(m, a) + ti * caption_matches(m, alt) for m in caps])
+    return out
 
 
 def model_input(model, images: torch.Tensor) -> torch.Tensor:
@@ -129,13 +173,16 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         images, attrs = render_batch(cfg.batch, "all", rng)
         caps = [caption(a, rng) for a in attrs]
         texts = tokenizer([c for c, _ in caps])
-        match = torch.tensor([[caption_matches(m, a) for _, m in caps] for a in attrs], dtype=torch.float32)
+        images, others, t = mix_colours(images, attrs, rng, cfg.colour_mix)
+        match = soft_matches([m for _, m in caps], attrs, others, t)
         images = add_glow(images, attrs, rng, cfg.glow)
         img = F.normalize(model.encode_image(model_input(model, augment(images, rng, cfg.noise))), dim=-1)
         txt = F.normalize(model.encode_text(texts), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T  # [images, captions]
-        loss_i = -(match / match.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
-        loss_t = -(match.T / match.T.sum(1, keepdim=True) * F.log_softmax(logits.T, dim=1)).sum(1).mean()
+        target_i = match / match.sum(1, keepdim=True).clamp_min(1e-6)
+        target_t = match.T / match.T.sum(1, keepdim=True).clamp_min(1e-6)
+        loss_i = -(target_i * F.log_softmax(logits, dim=1)).sum(1).mean()
+        loss_t = -(target_t * F.log_softmax(logits.T, dim=1)).sum(1).mean()
         loss = (loss_i + loss_t) / 2
         opt.zero_grad(set_to_none=True)
         loss.backward()

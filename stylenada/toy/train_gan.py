@@ -31,6 +31,7 @@ class GanTrainConfig:
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
+    mapping_lr_mul: float = 0.01  # StyleGAN2's default; a tiny GAN trained briefly learns its modes faster with more
     channel_base: int = 1024  # channels: min(1024 / res, channel_max) = 64, 64, 64, 32
     channel_max: int = 64
     d_channel_base: int = 1024
@@ -46,9 +47,11 @@ class GanTrainConfig:
     seed: int = 0
     domain: str = "source"  # a domain name known to stylenada.toy.render
     threads: int = 0  # torch threads (0: leave as is)
+    device: str = "cpu"  # 'cuda' trains a larger generator in minutes where a GPU is available
     log_every: int = 100
     sample_every: int = 0  # write a grid of G_ema samples to sample_dir every this many iterations
     sample_dir: str = ""
+    select_best: bool = False  # at each sample, score G_ema with the attribute reader; OUT keeps the best
 
 
 def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
@@ -58,6 +61,15 @@ def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
 
 def _state_path(out: str | Path) -> Path:
     return Path(str(out) + ".state.pt")
+
+
+def sample_validity(G: Generator, n: int = 256, seed: int = 0) -> float:
+    """Share of ``n`` samples (fixed latents, no truncation) that the attribute reader recognises."""
+    from .reader import VALID_MAX_ERROR, load_reader
+    from .tasks import sample_images
+
+    err, _ = load_reader().validity(sample_images(G, n, seed))
+    return float((err < VALID_MAX_ERROR).float().mean())
 
 
 def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor] | None = None,
@@ -77,11 +89,13 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
 
         sample_real = domain_sampler(cfg.domain, cfg.resolution)
     gcfg = GeneratorConfig(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
-                           mapping_layers=cfg.mapping_layers, channel_base=cfg.channel_base,
+                           mapping_layers=cfg.mapping_layers, mapping_lr_mul=cfg.mapping_lr_mul,
+                           channel_base=cfg.channel_base,
                            channel_max=cfg.channel_max)
     dcfg = DiscriminatorConfig(resolution=cfg.resolution, channel_base=cfg.d_channel_base,
                                channel_max=cfg.d_channel_max)
-    G, D = Generator(gcfg), Discriminator(dcfg)
+    device = torch.device(cfg.device)
+    G, D = Generator(gcfg).to(device), Discriminator(dcfg).to(device)
     G_ema = copy.deepcopy(G).eval()
     _requires_grad(G_ema, False)
     # Lazy regularisation: D is regularised every r1_every steps, so its Adam settings are corrected.
@@ -91,49 +105,63 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     log: list[dict] = []
     start = 0
     if resume:
-        st = torch.load(_state_path(out), map_location="cpu", weights_only=True)
+        st = torch.load(_state_path(out), map_location=device, weights_only=True)
         for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(st[k])
         for group in opt_g.param_groups:  # the command line's learning rate wins over the saved one
             group["lr"] = cfg.lr
         for group in opt_d.param_groups:
             group["lr"] = cfg.lr * c
-        rng.set_state(st["rng"])
-        torch.set_rng_state(st["torch_rng"])
+        rng.set_state(st["rng"].cpu())
+        torch.set_rng_state(st["torch_rng"].cpu())
         start, log = st["iter"], json.loads(st["log"])
     t0 = time.perf_counter()
 
     def sample_ws(n: int) -> torch.Tensor:
-        z = torch.randn(n, gcfg.z_dim, generator=rng)
+        z = torch.randn(n, gcfg.z_dim, generator=rng).to(device)
         ws = G.mapping(z, update_w_avg=True)
         if torch.rand((), generator=rng) < cfg.mixing:
             cutoff = int(torch.randint(1, G.num_ws, (), generator=rng))
-            ws = mix_styles(ws, G.mapping(torch.randn(n, gcfg.z_dim, generator=rng)), cutoff)
+            ws = mix_styles(ws, G.mapping(torch.randn(n, gcfg.z_dim, generator=rng).to(device)), cutoff)
         return ws
 
     from tqdm import tqdm
 
+    best = {"valid": float(st["best_valid"]) if resume and "best_valid" in st else -1.0}
+    saved = {"iter": start if resume else -1}
+
     def save_state(it: int) -> None:
         from ..utils.io import atomic_write
 
-        save_generator(G_ema, out)
+        snapshot = copy.deepcopy(G_ema).cpu()
+        if cfg.select_best:  # model selection by the known-answer metric, as StyleGAN selects by FID
+            valid = sample_validity(snapshot)
+            log.append({"iter": it, "valid": valid})
+            if progress:
+                tqdm.write(json.dumps(log[-1]))
+            if valid >= best["valid"]:
+                best["valid"] = valid
+                save_generator(snapshot, out)
+        else:
+            save_generator(snapshot, out)
         st = {"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict(), "opt_g": opt_g.state_dict(),
               "opt_d": opt_d.state_dict(), "rng": rng.get_state(), "torch_rng": torch.get_rng_state(),
-              "iter": it, "log": json.dumps(log)}
+              "iter": it, "log": json.dumps(log), "best_valid": best["valid"]}
         atomic_write(_state_path(out), lambda p: torch.save(st, p))
+        saved["iter"] = it
 
     for it in tqdm(range(start, cfg.iters), desc="train tiny GAN", disable=not progress,
                    initial=start, total=cfg.iters):
         # --- D: logistic loss on real vs fake, lazy R1 on real.
         _requires_grad(G, False)
         _requires_grad(D, True)
-        real = sample_real(cfg.batch, rng)
+        real = sample_real(cfg.batch, rng).to(device)
         with torch.no_grad():
             fake = G.synthesis(sample_ws(cfg.batch), noise_mode="random")
         d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        r1 = torch.zeros(())
+        r1 = torch.zeros((), device=device)
         if it % cfg.r1_every == 0:
             real_r = real.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(D(real_r).sum(), [real_r], create_graph=True)
@@ -169,14 +197,14 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
             from ..utils.images import save_grid
 
             with torch.no_grad():
-                z = torch.randn(32, gcfg.z_dim, generator=torch.Generator().manual_seed(123))
+                z = torch.randn(32, gcfg.z_dim, generator=torch.Generator().manual_seed(123)).to(device)
                 save_grid(G_ema(z, noise_mode="const"), Path(cfg.sample_dir) / f"iter{it + 1:06d}.png", ncols=8)
             if out is not None:  # a usable snapshot and the state at every sample: stop early or resume
                 save_state(it + 1)
-    if out is not None:
+    if out is not None and saved["iter"] != cfg.iters:
         save_state(cfg.iters)  # so that a longer run can continue from here
         write_log(out, cfg, log)
-    return G_ema, log
+    return G_ema.cpu(), log
 
 
 def main(argv: list[str] | None = None) -> None:

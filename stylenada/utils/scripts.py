@@ -8,12 +8,22 @@ import json
 from pathlib import Path
 
 
+def _parse_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
 def config_parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
     """An ArgumentParser with one ``--option`` per field of ``config_cls`` (tuples take several values)."""
     ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     for f in dataclasses.fields(config_cls):
         flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(f.default, tuple):
+        if isinstance(f.default, bool):
+            ap.add_argument(flag, type=_parse_bool, default=f.default, metavar="{true,false}")
+        elif isinstance(f.default, tuple):
             ap.add_argument(flag, type=type(f.default[0]), nargs=len(f.default), default=list(f.default))
         else:
             ap.add_argument(flag, type=type(f.default), default=f.default)
