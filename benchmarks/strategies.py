@@ -102,8 +102,13 @@ def write_report(records: list[dict], doc: Path, command: str) -> None:
         lines += ["**Partial study**: fewer configurations or seeds than the full grid (5 strategies x 2 "
                   "weightings x 2 source texts x 3 tasks x 3 seeds); the spread of a single seed is shown as 0.", ""]
     iters = sorted({r["iters"] for r in records})
+    from stylenada.toy.demo import DemoConfig
+
+    d = DemoConfig()
     lines += [f"Training steps per run: {', '.join(map(str, iters))}; initial lambda_clip 1, lambda_l2 "
-              f"{', '.join(sorted({str(r.get('lambda_l2', '?')) for r in records}))}.", ""]
+              f"{', '.join(sorted({str(r.get('lambda_l2', '?')) for r in records}))}; otherwise the demo's "
+              f"settings: batch {d.batch}, lr {d.lr}, k {d.k} W+ entries for the adaptive strategies, ToRGB "
+              f"layers {'trained' if d.train_torgb else 'frozen'}.", ""]
     for task in TASKS:
         rows = sorted(g for g in summary if g[0] == task)
         if not rows:
