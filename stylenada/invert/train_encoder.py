@@ -16,7 +16,6 @@ toward the base code. An identity loss needs a face-recognition network and is n
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.stylegan2 import Generator
-from ..utils.scripts import config_parser, write_log
+from ..utils.scripts import config_parser, log_record, write_log
 from .encoders import Encoder, EncoderConfig, save_encoder
 
 
@@ -95,9 +94,7 @@ def train_encoder(G: Generator, cfg: EncoderTrainConfig,
         if it % cfg.log_every == 0 or it == cfg.iters - 1:
             rec = {"iter": it, "pixel": pixel.item(), "latent": latent.item(), "delta": delta.item(),
                    "seconds": time.perf_counter() - t0}
-            log.append(rec)
-            if progress:
-                tqdm.write(json.dumps(rec))
+            log_record(log, rec, progress)
     E.eval()
     if out is not None:
         save_encoder(E, out)

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..utils.scripts import config_parser, write_log
+from ..utils.scripts import config_parser, log_record, write_log
 from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render_batch
 from .tiny_clip import MODEL_NAME, build_tiny_clip, register
 
@@ -191,10 +191,7 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
-            rec = {"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0}
-            log.append(rec)
-            if progress:
-                tqdm.write(json.dumps(rec))
+            log_record(log, {"step": step, "loss": loss.item(), "seconds": time.perf_counter() - t0}, progress)
     model.eval()
     acc = zero_shot_accuracy(model, tokenizer)
     log.append({"zero_shot": acc})

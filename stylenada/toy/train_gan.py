@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ..formats import save_generator
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles
-from ..utils.scripts import config_parser, write_log
+from ..utils.scripts import config_parser, log_record, write_log
 
 
 @dataclass
@@ -136,9 +136,7 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         snapshot = copy.deepcopy(G_ema).cpu()
         if cfg.select_best:  # model selection by the known-answer metric, as StyleGAN selects by FID
             valid = sample_validity(snapshot)
-            log.append({"iter": it, "valid": valid})
-            if progress:
-                tqdm.write(json.dumps(log[-1]))
+            log_record(log, {"iter": it, "valid": valid}, progress)
             if valid >= best["valid"]:
                 best["valid"] = valid
                 save_generator(snapshot, out)
@@ -190,9 +188,7 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         if it % cfg.log_every == 0 or it == cfg.iters - 1:
             rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
                    "seconds": time.perf_counter() - t0}
-            log.append(rec)
-            if progress:
-                tqdm.write(json.dumps(rec))
+            log_record(log, rec, progress)
         if cfg.sample_every and cfg.sample_dir and (it + 1) % cfg.sample_every == 0:
             from ..utils.images import save_grid
 

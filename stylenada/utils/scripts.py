@@ -30,6 +30,15 @@ def config_parser(config_cls: type, doc: str | None) -> argparse.ArgumentParser:
     return ap
 
 
+def log_record(log: list[dict], rec: dict, progress: bool) -> None:
+    """Append a training record to the log and, with a progress bar, print it above the bar."""
+    log.append(rec)
+    if progress:
+        from tqdm import tqdm
+
+        tqdm.write(json.dumps(rec))
+
+
 def write_log(out: str | Path, config, log: list[dict], **extra) -> Path:
     """``OUT.json`` beside a trained file: its config, training log and anything else worth keeping."""
     path = Path(str(out) + ".json")
