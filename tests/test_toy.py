@@ -253,6 +253,7 @@ def test_gan_training_keeps_the_snapshot_the_reader_scores_best(tmp_path):
     scores = [r["valid"] for r in log if "valid" in r]
     assert len(scores) == 3
     assert sample_validity(load_generator(out)) == max(scores)
+    assert [r["valid"] for r in json.loads((tmp_path / "g.safetensors.json").read_text())["log"] if "valid" in r] == scores
     assert config_parser(GanTrainConfig, None).parse_args(["--select-best", "false"]).select_best is False
 
 

@@ -31,7 +31,7 @@ class GanTrainConfig:
     z_dim: int = 128
     w_dim: int = 128
     mapping_layers: int = 4
-    mapping_lr_mul: float = 0.01  # StyleGAN2's default; a tiny GAN trained briefly learns its modes faster with more
+    mapping_lr_mul: float = 0.01  # StyleGAN2's default: the mapping network learns 100x slower
     channel_base: int = 1024  # channels: min(1024 / res, channel_max) = 64, 64, 64, 32
     channel_max: int = 64
     d_channel_base: int = 1024
@@ -197,8 +197,9 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
                 save_grid(G_ema(z, noise_mode="const"), Path(cfg.sample_dir) / f"iter{it + 1:06d}.png", ncols=8)
             if out is not None:  # a usable snapshot and the state at every sample: stop early or resume
                 save_state(it + 1)
-    if out is not None and saved["iter"] != cfg.iters:
-        save_state(cfg.iters)  # so that a longer run can continue from here
+    if out is not None:
+        if saved["iter"] != cfg.iters:
+            save_state(cfg.iters)  # so that a longer run can continue from here
         write_log(out, cfg, log)
     return G_ema.cpu(), log
 
