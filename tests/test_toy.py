@@ -176,7 +176,8 @@ def test_training_scripts_run():
 
     G, log = train_gan(GanTrainConfig(iters=3, batch=8, log_every=1, r1_every=2), progress=False)
     assert G.resolution == 32 and len(log) == 3 and all(torch.isfinite(torch.tensor(r["d_loss"])) for r in log)
-    _, _, clog = train_tiny_clip(ClipTrainConfig(steps=2, batch=16, log_every=1, glow=0.5, colour_mix=0.5), progress=False)
+    clip_cfg = ClipTrainConfig(steps=2, batch=16, log_every=1, glow=0.5, colour_mix=0.5)
+    _, _, clog = train_tiny_clip(clip_cfg, progress=False)
     assert "zero_shot" in clog[-1]
     _, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
     assert 0 <= metrics["shape"] <= 1
@@ -253,7 +254,8 @@ def test_gan_training_keeps_the_snapshot_the_reader_scores_best(tmp_path):
     scores = [r["valid"] for r in log if "valid" in r]
     assert len(scores) == 3
     assert sample_validity(load_generator(out)) == max(scores)
-    assert [r["valid"] for r in json.loads((tmp_path / "g.safetensors.json").read_text())["log"] if "valid" in r] == scores
+    saved_log = json.loads((tmp_path / "g.safetensors.json").read_text())["log"]
+    assert [r["valid"] for r in saved_log if "valid" in r] == scores
     assert config_parser(GanTrainConfig, None).parse_args(["--select-best", "false"]).select_best is False
 
 
