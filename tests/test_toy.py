@@ -306,3 +306,14 @@ def test_tiny_clip_colour_space_leads_toward_the_target(tiny_clip):
     fg = red.clone().requires_grad_(True)
     (tiny_clip.encode_image(images(fg)) @ text.T).mean().backward()
     assert fg.grad[0, 2] > 0 > fg.grad[0, 0]
+
+
+def test_gan_training_rejects_bad_options_in_one_line(tmp_path):
+    from stylenada.toy.train_gan import main
+
+    for argv, words in ((["--domain", "teal"], "unknown domain 'teal'"),
+                        (["--resume"], "no training state to resume")):
+        with pytest.raises(SystemExit) as e:
+            main(["--iters", "1", "--out", str(tmp_path / "g.safetensors"), *argv])
+        assert str(e.value).startswith("error: ") and words in str(e.value)
+    assert not (tmp_path / "g.safetensors").exists()

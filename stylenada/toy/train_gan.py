@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from ..errors import StylenadaError
 from ..formats import save_generator
 from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles
 from ..utils.scripts import config_parser, log_record, write_log
@@ -85,7 +86,10 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed)
     if sample_real is None:
-        from .render import domain_sampler
+        from .render import DOMAINS, domain_sampler
+
+        if cfg.domain not in DOMAINS:
+            raise StylenadaError(f"unknown domain {cfg.domain!r}: choose one of {', '.join(DOMAINS)}")
 
         sample_real = domain_sampler(cfg.domain, cfg.resolution)
     gcfg = GeneratorConfig(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
@@ -95,6 +99,8 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     dcfg = DiscriminatorConfig(resolution=cfg.resolution, channel_base=cfg.d_channel_base,
                                channel_max=cfg.d_channel_max)
     device = torch.device(cfg.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise StylenadaError("--device cuda, but no CUDA GPU is visible: train on --device cpu or on a GPU machine")
     G, D = Generator(gcfg).to(device), Discriminator(dcfg).to(device)
     G_ema = copy.deepcopy(G).eval()
     _requires_grad(G_ema, False)
@@ -105,6 +111,8 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     log: list[dict] = []
     start = 0
     if resume:
+        if not _state_path(out).exists():
+            raise StylenadaError(f"no training state to resume at {_state_path(out)}: run without --resume first")
         st = torch.load(_state_path(out), map_location=device, weights_only=True)
         for m, k in ((G, "G"), (D, "D"), (G_ema, "G_ema"), (opt_g, "opt_g"), (opt_d, "opt_d")):
             m.load_state_dict(st[k])
@@ -210,7 +218,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resume", action="store_true", help="continue from OUT.state.pt")
     args = vars(ap.parse_args(argv))
     out, resume = args.pop("out"), args.pop("resume")
-    train_gan(GanTrainConfig(**args), out=out, resume=resume)
+    try:
+        train_gan(GanTrainConfig(**args), out=out, resume=resume)
+    except StylenadaError as e:
+        raise SystemExit(f"error: {e}") from None
 
 
 if __name__ == "__main__":
