@@ -242,6 +242,41 @@ def test_gan_training_resumes_from_its_state(tmp_path):
     assert st["iter"] == 3 and st["opt_g"]["param_groups"][0]["lr"] == 0.001
 
 
+def test_attributes_from_uniform_follow_the_domain():
+    """Inverse-CDF records: uniform inputs give the domain's distribution; the map is deterministic."""
+    from stylenada.toy.render import ATTRIBUTE_COORDINATES, attributes_from_uniform
+
+    dom = DOMAINS["warm"]
+    u = torch.rand(4000, ATTRIBUTE_COORDINATES, generator=torch.Generator().manual_seed(0))
+    attrs = attributes_from_uniform(u, dom)
+    assert attrs == attributes_from_uniform(u.clone(), dom)
+    for field, values in (("shape", dom.shapes), ("colour", dom.colours)):
+        shares = [sum(getattr(a, field) == v for a in attrs) / len(attrs) for v in values]
+        assert max(abs(s - 1 / len(values)) for s in shares) < 0.03, (field, shares)
+    lo, hi = dom.size_range
+    assert all(lo <= a.size <= hi and a.style == "filled" and a.background == "white" for a in attrs)
+    assert abs(sum(a.x for a in attrs) / len(attrs)) < 0.03
+    edge = attributes_from_uniform(torch.tensor([[0.0] * 7, [1.0] * 7]), dom)  # the ends stay inside the image
+    assert edge[0].shape == dom.shapes[0] and edge[1].shape == dom.shapes[-1]
+    assert all(abs(a.x) + 1.18 * a.size <= 1 for a in edge)
+
+
+def test_distill_targets_are_valid_renders_of_what_g_sees(reader):
+    """The renderer-distillation target of a latent is a clean render, and depends only on z after the
+    mapping network's normalisation (so G can know it)."""
+    from stylenada.toy.reader import VALID_MAX_ERROR
+    from stylenada.toy.train_gan import GanTrainConfig, distill_targets, train_gan
+
+    z = torch.randn(64, 128, generator=torch.Generator().manual_seed(3))
+    targets = distill_targets(z, DOMAINS["source"], 32)
+    assert torch.equal(targets, distill_targets(2.5 * z, DOMAINS["source"], 32))
+    err, attrs = reader.validity(targets)
+    assert (err < VALID_MAX_ERROR).all() and len({a.shape for a in attrs}) == 4
+    _, log = train_gan(GanTrainConfig(iters=3, batch=4, log_every=1, r1_every=2, mixing=0.0, distill=10.0),
+                       progress=False)
+    assert all(r["distill"] > 0 for r in log)
+
+
 def test_gan_training_keeps_the_snapshot_the_reader_scores_best(tmp_path):
     from stylenada.formats import load_generator
     from stylenada.toy.train_gan import GanTrainConfig, sample_validity, train_gan

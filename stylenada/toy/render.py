@@ -90,13 +90,37 @@ def sample_attributes(n: int, domain: Domain, rng: torch.Generator) -> list[Shap
     lo, hi = domain.size_range
     sizes = (lo + (hi - lo) * torch.rand(n, generator=rng)).tolist()
     u = torch.rand(n, 2, generator=rng).tolist()
-    out = []
-    for i in range(n):
-        r = sizes[i]
-        span = 1 - 1.18 * r - 0.04  # keep the whole shape (square corners too) inside the image
-        x, y = (2 * u[i][0] - 1) * span, (2 * u[i][1] - 1) * span
-        out.append(ShapeAttributes(shapes[i], colours[i], styles[i], round(r, 4), round(x, 4), round(y, 4), bgs[i]))
-    return out
+    return [_placed(shapes[i], colours[i], styles[i], bgs[i], sizes[i], u[i][0], u[i][1]) for i in range(n)]
+
+
+def _placed(shape: str, colour: str, style: str, background: str, r: float, ux: float, uy: float
+            ) -> ShapeAttributes:
+    """A record whose centre is ``(ux, uy)`` in [0, 1]^2 of the positions that keep the shape inside."""
+    span = 1 - 1.18 * r - 0.04  # keep the whole shape (square corners too) inside the image
+    x, y = (2 * ux - 1) * span, (2 * uy - 1) * span
+    return ShapeAttributes(shape, colour, style, round(r, 4), round(x, 4), round(y, 4), background)
+
+
+ATTRIBUTE_COORDINATES = 7  # shape, colour, style, background, size, x, y
+
+
+def attributes_from_uniform(u: torch.Tensor, domain: Domain) -> list[ShapeAttributes]:
+    """Records from ``u`` [N, 7] in [0, 1), one column per attribute, by inverse CDF.
+
+    Uniform ``u`` gives exactly ``domain``'s distribution, as ``sample_attributes`` does; the map is
+    deterministic, so a latent can be assigned the render it stands for.
+    """
+    u = u.clamp(0, 1 - 1e-6)
+
+    def pick(values: Sequence[str], col: int) -> list[str]:
+        return [values[i] for i in (u[:, col] * len(values)).long().tolist()]
+
+    shapes, colours = pick(domain.shapes, 0), pick(domain.colours, 1)
+    styles, bgs = pick(domain.styles, 2), pick(domain.backgrounds, 3)
+    lo, hi = domain.size_range
+    sizes = (lo + (hi - lo) * u[:, 4]).tolist()
+    ux, uy = u[:, 5].tolist(), u[:, 6].tolist()
+    return [_placed(shapes[i], colours[i], styles[i], bgs[i], sizes[i], ux[i], uy[i]) for i in range(len(u))]
 
 
 def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: float) -> torch.Tensor:
@@ -233,4 +257,4 @@ def attribute_prompts(attribute: str) -> dict[str, str]:
 
 
 __all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "Domain", "SHAPES", "STYLES", "ShapeAttributes", "attribute_prompts",
-           "caption", "caption_matches", "domain_sampler", "render", "render_batch", "sample_attributes"]
+           "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render", "render_batch", "sample_attributes"]

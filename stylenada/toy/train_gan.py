@@ -5,7 +5,15 @@ exponential moving average of G's weights (``G_ema``, the one that is shipped), 
 (0, 0.99) and the lazy-regularisation learning-rate correction, and the tracked mean w for truncation.
 Training images come from the procedural renderer (``stylenada.toy.render``) of a chosen domain.
 
-    .venv/bin/python -m stylenada.toy.train_gan --iters 6000 --out stylenada/toy/weights/shapes_gan.safetensors
+Because that renderer is known, G can also be given a renderer-distillation term (``--distill``): each
+latent stands for the render of attributes read off its first coordinates (``distill_targets``), and G's
+loss adds the squared error to it. ``--distill-warmup N`` trains on that term alone for the first N
+iterations (a supervised start, no D), after which D, the non-saturating loss, R1 and EMA train as
+usual with the term beside them. On a 2-core CPU this reaches in minutes what the pure GAN (``--distill
+0``) did not reach in 100 CPU minutes. The shipped generator's commands are in
+``stylenada/toy/weights/README.md``.
+
+    .venv/bin/python -m stylenada.toy.train_gan --iters 6000 --out /tmp/shapes_gan.safetensors
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..formats import save_generator
-from ..models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles
+from ..models.stylegan2 import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles,
+                                normalize_2nd_moment)
+from .render import ATTRIBUTE_COORDINATES, DOMAINS, Domain, attributes_from_uniform, domain_sampler, render
 from ..utils.scripts import config_parser, log_record, write_log
 
 
@@ -53,6 +63,8 @@ class GanTrainConfig:
     sample_every: int = 0  # write a grid of G_ema samples to sample_dir every this many iterations
     sample_dir: str = ""
     select_best: bool = False  # at each sample, score G_ema with the attribute reader; OUT keeps the best
+    distill: float = 0.0  # weight of the renderer-distillation term in G's loss (0: a pure GAN; see distill_targets)
+    distill_warmup: int = 0  # the first iterations train G on the distillation term alone (no D, no GAN loss)
 
 
 def _requires_grad(m: torch.nn.Module, flag: bool) -> None:
@@ -73,6 +85,19 @@ def sample_validity(G: Generator, n: int = 256, seed: int = 0) -> float:
     return float((err < VALID_MAX_ERROR).float().mean())
 
 
+def distill_targets(z: torch.Tensor, domain: Domain, resolution: int) -> torch.Tensor:
+    """The render each latent stands for: attributes from the first coordinates of z by inverse CDF.
+
+    z is normalised as the mapping network normalises it, so the target is a function of what G sees;
+    for z ~ N(0, I) the attributes follow ``domain``'s distribution, so a generator that reproduces its
+    targets samples exactly the training distribution. Used as an extra term in G's loss beside the
+    adversarial one: the known renderer lets a 2-core CPU train in minutes what a pure GAN learns in GPU
+    hours, while D, R1 and EMA keep edges as sharp as the data's.
+    """
+    u = torch.special.ndtr(normalize_2nd_moment(z.float().cpu())[:, :ATTRIBUTE_COORDINATES])
+    return render(attributes_from_uniform(u, domain), resolution)
+
+
 def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor] | None = None,
               out: str | Path | None = None, progress: bool = True,
               resume: bool = False) -> tuple[Generator, list[dict]]:
@@ -85,12 +110,9 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = torch.Generator().manual_seed(cfg.seed)
+    if cfg.domain not in DOMAINS:
+        raise StylenadaError(f"unknown domain {cfg.domain!r}: choose one of {', '.join(DOMAINS)}")
     if sample_real is None:
-        from .render import DOMAINS, domain_sampler
-
-        if cfg.domain not in DOMAINS:
-            raise StylenadaError(f"unknown domain {cfg.domain!r}: choose one of {', '.join(DOMAINS)}")
-
         sample_real = domain_sampler(cfg.domain, cfg.resolution)
     gcfg = GeneratorConfig(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
                            mapping_layers=cfg.mapping_layers, mapping_lr_mul=cfg.mapping_lr_mul,
@@ -98,7 +120,10 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
                            channel_max=cfg.channel_max)
     dcfg = DiscriminatorConfig(resolution=cfg.resolution, channel_base=cfg.d_channel_base,
                                channel_max=cfg.d_channel_max)
+    domain = DOMAINS[cfg.domain]
     device = torch.device(cfg.device)
+    if cfg.distill_warmup and not cfg.distill:
+        raise StylenadaError("--distill-warmup trains on the distillation term alone: give --distill > 0 too")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StylenadaError("--device cuda, but no CUDA GPU is visible: train on --device cpu or on a GPU machine")
     G, D = Generator(gcfg).to(device), Discriminator(dcfg).to(device)
@@ -125,13 +150,15 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         start, log = st["iter"], json.loads(st["log"])
     t0 = time.perf_counter()
 
-    def sample_ws(n: int) -> torch.Tensor:
+    def sample_ws(n: int, mixing: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        """z, its W+ codes (style-mixed with probability ``mixing``) and whether they were mixed."""
         z = torch.randn(n, gcfg.z_dim, generator=rng).to(device)
         ws = G.mapping(z, update_w_avg=True)
-        if torch.rand((), generator=rng) < cfg.mixing:
+        mixed = bool(torch.rand((), generator=rng) < mixing)
+        if mixed:
             cutoff = int(torch.randint(1, G.num_ws, (), generator=rng))
             ws = mix_styles(ws, G.mapping(torch.randn(n, gcfg.z_dim, generator=rng).to(device)), cutoff)
-        return ws
+        return z, ws, mixed
 
     from tqdm import tqdm
 
@@ -158,29 +185,37 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
 
     for it in tqdm(range(start, cfg.iters), desc="train tiny GAN", disable=not progress,
                    initial=start, total=cfg.iters):
+        adversarial = it >= cfg.distill_warmup
+        d_loss = r1 = g_loss = torch.zeros((), device=device)
         # --- D: logistic loss on real vs fake, lazy R1 on real.
-        _requires_grad(G, False)
-        _requires_grad(D, True)
-        real = sample_real(cfg.batch, rng).to(device)
-        with torch.no_grad():
-            fake = G.synthesis(sample_ws(cfg.batch), noise_mode="random")
-        d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
-        opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        r1 = torch.zeros((), device=device)
-        if it % cfg.r1_every == 0:
-            real_r = real.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(D(real_r).sum(), [real_r], create_graph=True)
-            r1 = grad.square().sum(dim=[1, 2, 3]).mean()
-            (r1 * (cfg.r1_gamma / 2) * cfg.r1_every).backward()
-        opt_d.step()
+        if adversarial:
+            _requires_grad(G, False)
+            _requires_grad(D, True)
+            real = sample_real(cfg.batch, rng).to(device)
+            with torch.no_grad():
+                fake = G.synthesis(sample_ws(cfg.batch, cfg.mixing)[1], noise_mode="random")
+            d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            if it % cfg.r1_every == 0:
+                real_r = real.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(D(real_r).sum(), [real_r], create_graph=True)
+                r1 = grad.square().sum(dim=[1, 2, 3]).mean()
+                (r1 * (cfg.r1_gamma / 2) * cfg.r1_every).backward()
+            opt_d.step()
 
-        # --- G: non-saturating loss.
+        # --- G: non-saturating loss (and the distillation term).
         _requires_grad(G, True)
         _requires_grad(D, False)
-        g_loss = F.softplus(-D(G.synthesis(sample_ws(cfg.batch), noise_mode="random"))).mean()
+        z, ws, mixed = sample_ws(cfg.batch, cfg.mixing if adversarial else 0.0)
+        fake = G.synthesis(ws, noise_mode="random")
+        if adversarial:
+            g_loss = F.softplus(-D(fake)).mean()
+        distill = torch.zeros((), device=device)
+        if cfg.distill and not mixed:  # a mixed code stands for no single render
+            distill = (fake - distill_targets(z, domain, cfg.resolution).to(device)).square().mean()
         opt_g.zero_grad(set_to_none=True)
-        g_loss.backward()
+        (g_loss + cfg.distill * distill).backward()
         opt_g.step()
 
         # --- EMA of G's weights (with StyleGAN2-ADA's ramp-up of the half-life).
@@ -195,6 +230,7 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
 
         if it % cfg.log_every == 0 or it == cfg.iters - 1:
             rec = {"iter": it, "d_loss": d_loss.item(), "g_loss": g_loss.item(), "r1": r1.item(),
+                   **({"distill": distill.item()} if cfg.distill else {}),
                    "seconds": time.perf_counter() - t0}
             log_record(log, rec, progress)
         if cfg.sample_every and cfg.sample_dir and (it + 1) % cfg.sample_every == 0:
