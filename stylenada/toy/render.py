@@ -257,4 +257,5 @@ def attribute_prompts(attribute: str) -> dict[str, str]:
 
 
 __all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "Domain", "SHAPES", "STYLES", "ShapeAttributes", "attribute_prompts",
-           "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render", "render_batch", "sample_attributes"]
+           "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render", "render_batch",
+           "sample_attributes"]

@@ -30,10 +30,16 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..formats import save_generator
-from ..models.stylegan2 import (Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, mix_styles,
-                                normalize_2nd_moment)
-from .render import ATTRIBUTE_COORDINATES, DOMAINS, Domain, attributes_from_uniform, domain_sampler, render
+from ..models.stylegan2 import (
+    Discriminator,
+    DiscriminatorConfig,
+    Generator,
+    GeneratorConfig,
+    mix_styles,
+    normalize_2nd_moment,
+)
 from ..utils.scripts import config_parser, log_record, write_log
+from .render import ATTRIBUTE_COORDINATES, DOMAINS, Domain, attributes_from_uniform, domain_sampler, render
 
 
 @dataclass
