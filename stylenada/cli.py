@@ -275,7 +275,7 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
 @click.option("--train-torgb/--no-train-torgb", default=True, show_default=True,
               help="Also train the ToRGB layers of the chosen entries (where colour lives).")
 @click.option("--lambda-l2", type=float, default=None,
-              help="Weight of the L2 term [default: 3; 1 with learned or constrained weighting].")
+              help="Weight of the L2 term [default: 0.5; 1 with learned or constrained weighting].")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run folder (a numbered sibling is used if it exists).")
 @user_errors

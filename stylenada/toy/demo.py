@@ -33,10 +33,10 @@ class DemoConfig:
     weighting: str = "fixed"
     iters: int = 150
     batch: int = 8
-    lr: float = 0.006
+    lr: float = 0.02
     k: int = 8  # W+ entries the adaptive strategies may choose (the tiny generator has 8)
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
-    lambda_l2: float = 3.0
+    lambda_l2: float = 0.5
     source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
     out: str = "runs/demo"

@@ -154,6 +154,16 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         rng.set_state(st["rng"].cpu())
         torch.set_rng_state(st["torch_rng"].cpu())
         start, log = st["iter"], json.loads(st["log"])
+    # During the warm-up G draws through its last ToRGB only (the others zero and frozen), as a StyleGAN2
+    # trained adversarially ends up doing; regressing the renders otherwise paints the objects' colour in
+    # the 4 and 8 px ToRGBs, a blur that later adaptation can only recolour as a haze.
+    coarse_rgb = [p for b in G.synthesis.blocks()[:-1] for p in b.torgb.parameters()]
+    if start < cfg.distill_warmup:
+        with torch.no_grad():
+            for m in (G, G_ema):
+                for b in m.synthesis.blocks()[:-1]:
+                    b.torgb.weight.zero_()
+                    b.torgb.bias.zero_()
     t0 = time.perf_counter()
 
     def sample_ws(n: int, mixing: float) -> tuple[torch.Tensor, torch.Tensor, bool]:
@@ -213,6 +223,9 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         # --- G: non-saturating loss (and the distillation term).
         _requires_grad(G, True)
         _requires_grad(D, False)
+        if not adversarial:
+            for p in coarse_rgb:
+                p.requires_grad_(False)
         z, ws, mixed = sample_ws(cfg.batch, cfg.mixing if adversarial else 0.0)
         fake = G.synthesis(ws, noise_mode="random")
         if adversarial:
