@@ -97,8 +97,7 @@ def distill_targets(z: torch.Tensor, domain: Domain, resolution: int) -> torch.T
     z is normalised as the mapping network normalises it, so the target is a function of what G sees;
     for z ~ N(0, I) the attributes follow ``domain``'s distribution, so a generator that reproduces its
     targets samples exactly the training distribution. Used as an extra term in G's loss beside the
-    adversarial one: the known renderer lets a 2-core CPU train in minutes what a pure GAN learns in GPU
-    hours, while D, R1 and EMA keep edges as sharp as the data's.
+    adversarial one (D, R1 and EMA train as usual).
     """
     u = torch.special.ndtr(normalize_2nd_moment(z.float().cpu())[:, :ATTRIBUTE_COORDINATES])
     return render(attributes_from_uniform(u, domain), resolution)
