@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 from stylenada.cli import main
@@ -145,6 +146,10 @@ def test_directions_of_identical_generators_do_not_move(tiny_generator, random_c
                            n=4)
     assert torch.equal(moved.frozen, data.frozen) and not torch.equal(moved.adapted, data.adapted)
     assert torch.all(moved.cosine.abs() <= 1) and torch.all(moved.cosine != 0)
+    # The cosine is taken with the direction training used (template means, then normalised), not t - s.
+    direction = random_clip.text_direction("photo", "sketch", "single").float()
+    change = moved.adapted - moved.frozen
+    torch.testing.assert_close(moved.cosine, F.cosine_similarity(change, direction[None], dim=-1))
     assert is_png(plot_directions(moved, tmp_path / "moved.png"))
     p = project_2d(torch.randn(10, 5))
     assert p.shape == (10, 2) and torch.allclose(p.mean(0), torch.zeros(2), atol=1e-5)

@@ -34,9 +34,9 @@ class TrainConfig:
     seed: int = 0
     truncation: float = 1.0  # truncation of the training latents
     mixing: float = 0.0  # style-mixing probability of the training latents
-    noise_mode: str = "random"  # each generator draws its own noise, as the official code does
+    noise_mode: str = "random"  # fresh noise each step, the same for both generators; 'const': fixed maps
     train_mapping: bool = False
-    precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the generators and CLIP)
+    precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the generators; CLIP always runs in fp32)
 
     layers: str = "adaptive"  # one of STRATEGIES
     selection: SelectionConfig = field(default_factory=SelectionConfig)
@@ -47,7 +47,7 @@ class TrainConfig:
     lambda_global: float = 0.0  # optional global CLIP loss (image vs target text)
     lambda_lr: float = 0.05  # step size of optimizer_lambda (learned / constrained weighting)
     l2_budget: float = 0.05  # constrained weighting: allowed mean squared pixel change
-    lambda_temperature: float = 0.5  # learned weighting: entropy temperature
+    lambda_temperature: float = 2.0  # learned weighting: log-weight change per unit of growth signal
 
     source_text: str = "static"  # 'static' or 'dynamic'
     source_candidates: str | None = None  # built-in list name or comma-separated captions
@@ -58,9 +58,10 @@ class TrainConfig:
     n_samples: int = 8
     sample_truncation: float = 0.7
     checkpoint_every: int = 100
+    keep_checkpoints: int = 2  # newest checkpoints kept in checkpoints/ (0: all)
     export_rosinality: bool = False
     tensorboard: bool = True
-    device: str = "cpu"
+    device: str = "auto"  # 'auto' (the GPU when there is one), 'cpu', 'cuda', 'cuda:1', ...
 
     def __post_init__(self) -> None:
         # Paths may be given as Path objects; the saved config holds plain strings.
@@ -133,6 +134,8 @@ class TrainConfig:
             raise StylenadaError(f"--noise-mode must be random, const or none, got {self.noise_mode!r}")
         if self.precision not in ("fp32", "bf16"):
             raise StylenadaError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        if self.keep_checkpoints < 0:
+            raise StylenadaError(f"--keep-checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
         for name in ("iters", "batch", "n_samples", "source_interval", "source_batch"):
             if getattr(self, name) < 1:
                 raise StylenadaError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")

@@ -1,18 +1,23 @@
 """Layer selection: which parameters of the trainable generator are updated, chosen by name.
 
-``none``                   nothing trains (the control of a study).
-``all``                    every synthesis layer (const + modulated convs); mapping and ToRGB frozen.
-``late``                   only the last ``k`` modulated convs (the high-resolution ones), fixed once.
-``adaptive``               every ``interval`` steps, optimise W+ codes alone toward the target for a
-                           few steps, rank W+ entries by mean |change| and unfreeze the ``k`` convs
-                           those entries drive (the original method; W+ index i -> the conv it drives).
-``adaptive_fine_grained``  the same choice, but only the modulation (affine) and noise-strength
-                           parameters of the chosen convs train.
-``adaptive_param``         every ``interval`` steps, a short SGD optimisation of a copy of the trainable
-                           generator toward the target; the tensors (or the top fraction of elements)
-                           that changed most are the only ones updated next, through gradient masks.
+``k`` always counts W+ entries, and an entry stands for every layer it drives (its modulated conv and,
+with ``train_torgb``, the ToRGB it modulates), so ``k = num_ws`` trains everything the entries drive.
 
-Each strategy returns a :class:`Selection` naming what trains, which the trainer logs.
+``none``                   nothing trains (the control of a study).
+``all``                    every synthesis layer (const, modulated convs and ToRGBs); mapping frozen.
+``late``                   the layers driven by the last ``k`` W+ entries (the fine ones), fixed once.
+``adaptive``               every ``interval`` steps, optimise W+ codes alone toward the target for a
+                           few steps, rank W+ entries by mean |change| and unfreeze the layers the top
+                           ``k`` entries drive (the original method).
+``adaptive_fine_grained``  the same choice, but only the modulation (affine) and noise-strength
+                           parameters of the chosen layers train.
+``adaptive_param``         every ``interval`` steps, one normalised gradient step of a copy of the
+                           trainable generator on the training objective; the elements (or, at tensor
+                           level, the tensors by relative change) that moved most, up to a share of the
+                           parameters, are the only ones updated next, through gradient masks.
+
+The selection never runs when it cannot change anything (``k`` covers every entry). Each strategy
+returns a :class:`Selection` naming what trains, which the trainer logs.
 """
 
 from __future__ import annotations
@@ -47,17 +52,17 @@ def register_strategy(name: str) -> Callable[[type[LayerStrategy]], type[LayerSt
 class SelectionConfig:
     """Options shared by the strategies (each reads the ones it needs)."""
 
-    k: int | None = None  # layers to train (adaptive, late); None: all W+ entries (the paper's k=18 @1024)
+    k: int | None = None  # W+ entries whose layers train (adaptive, late); None: all (the paper's k=18 @1024)
     interval: int = 1  # re-select every this many steps
     w_steps: int = 1  # W+ optimisation steps per selection (the paper's auto_layer_iters)
     w_batch: int = 8  # latents in the W+ optimisation (auto_layer_batch)
     w_lr: float = 0.01  # SGD step size of the W+ optimisation
     chunk: int = 2  # latents per forward/backward pass in selection (gradients accumulate; saves memory)
-    param_level: str = "tensor"  # adaptive_param: 'tensor' or 'element'
-    param_fraction: float = 0.25  # adaptive_param: share of tensors / elements that train
-    inner_steps: int = 1  # adaptive_param: SGD steps on the copy
-    inner_lr: float = 0.01  # adaptive_param: SGD step size on the copy
-    train_torgb: bool = False  # also train the ToRGB layers of chosen entries
+    param_level: str = "element"  # adaptive_param: 'element' or 'tensor'
+    param_fraction: float = 0.25  # adaptive_param: share of the candidate parameters (elements) that train
+    inner_steps: int = 1  # adaptive_param: normalised gradient steps on the copy
+    inner_lr: float = 0.01  # adaptive_param: RMS size of the probe's step (in parameter units)
+    train_torgb: bool = True  # the ToRGB layers are driven by W+ entries too, and train with them
 
 
 @dataclass
@@ -82,7 +87,8 @@ def trainable_layers(G: Generator, train_torgb: bool = False) -> dict[str, nn.Mo
 
 
 def freeze_all(G: Generator) -> None:
-    G.requires_grad_(False)
+    """Freeze the synthesis network (the mapping's training is the trainer's business, not a strategy's)."""
+    G.synthesis.requires_grad_(False)
 
 
 def layer_fraction(G: Generator, names: list[str],
@@ -106,16 +112,24 @@ class LayerStrategy:
     def __init__(self, G_train: Generator, cfg: SelectionConfig):
         self.G, self.cfg = G_train, cfg
         self.layers = trainable_layers(G_train, cfg.train_torgb)
-        self.k = min(cfg.k, len(self.layers)) if cfg.k is not None else None
-        if cfg.k is not None and cfg.k < 1:
-            raise StylenadaError(f"--k must be >= 1, got {cfg.k}")
+        num_ws = G_train.num_ws
+        if cfg.k is not None and not 1 <= cfg.k <= num_ws:
+            raise StylenadaError(f"--k counts W+ entries: give 1 <= k <= {num_ws} for this {G_train.resolution} px "
+                                 f"generator, got {cfg.k}")
+        # Entries that drive something trainable (without ToRGB training, the last drives nothing).
+        self.entries = [i for i in range(num_ws) if layers_for_w_indices(G_train, [i], cfg.train_torgb)]
+        self.k = len(self.entries) if cfg.k is None else min(cfg.k, len(self.entries))
         if cfg.interval < 1:
             raise StylenadaError(f"--selection-interval must be >= 1, got {cfg.interval}")
         self._hooks: list = []
         self._masks: dict[str, torch.Tensor] = {}  # parameter name (in G.synthesis) -> 0/1 gradient mask
 
     def due(self, step: int) -> bool:
-        return step == 0 or (self.adaptive and step % self.cfg.interval == 0)
+        return step == 0 or (self.adaptive and self.reselects() and step % self.cfg.interval == 0)
+
+    def reselects(self) -> bool:
+        """True when a re-selection could choose something else (overridden by the adaptive strategies)."""
+        return self.adaptive
 
     def select(self, step: int, objective: NadaObjective) -> Selection | None:
         if not self.due(step):
@@ -164,6 +178,8 @@ class NoLayers(LayerStrategy):
 
 @register_strategy("all")
 class AllLayers(LayerStrategy):
+    """Every synthesis layer: the baseline (the const input too; ToRGBs with ``train_torgb``)."""
+
     def _select(self, step, objective):
         sel = self._train_layers(step, list(self.layers))
         self.G.synthesis.b4.const.requires_grad_(True)
@@ -174,13 +190,11 @@ class AllLayers(LayerStrategy):
 
 @register_strategy("late")
 class LateLayers(LayerStrategy):
+    """The layers driven by the last ``k`` W+ entries (default: the later half), chosen once."""
+
     def _select(self, step, objective):
-        convs = [n for n in self.layers if not n.endswith("torgb")]
-        k = self.k if self.k is not None else max(1, len(convs) // 2)
-        late = convs[-k:]
-        if self.cfg.train_torgb:
-            late += [n for n in self.layers if n.endswith("torgb")]
-        return self._train_layers(step, late)
+        k = self.k if self.cfg.k is not None else max(1, len(self.entries) // 2)
+        return self._train_layers(step, layers_for_w_indices(self.G, self.entries[-k:], self.cfg.train_torgb))
 
 
 def w_plus_scores(G_train: Generator, objective: NadaObjective, cfg: SelectionConfig) -> torch.Tensor:
@@ -204,8 +218,8 @@ def w_plus_scores(G_train: Generator, objective: NadaObjective, cfg: SelectionCo
 
 
 def layers_for_w_indices(G: Generator, indices: list[int], train_torgb: bool) -> list[str]:
-    """The synthesis layers driven by the given W+ indices (each index drives exactly one conv, except
-    the last, which drives only the final ToRGB)."""
+    """The synthesis layers driven by the given W+ indices, in synthesis order (each index drives one
+    conv and, from index 1 on, the ToRGB of the block before; the last drives only the final ToRGB)."""
     groups = G.synthesis.layers_by_w()
     names = []
     for i in sorted(indices):
@@ -220,13 +234,19 @@ class AdaptiveLayers(LayerStrategy):
     adaptive = True
     only: Callable[[str], bool] | None = None
 
+    def reselects(self) -> bool:
+        return self.k < len(self.entries)
+
     def _select(self, step, objective):
+        if self.k >= len(self.entries):  # every entry is chosen whatever the scores: skip the W+ optimisation
+            names = layers_for_w_indices(self.G, self.entries, self.cfg.train_torgb)
+            return self._train_layers(step, names, self.only)
         was = {n: p.requires_grad for n, p in self.G.named_parameters()}
         scores = w_plus_scores(self.G, objective, self.cfg)
         for n, p in self.G.named_parameters():
             p.requires_grad_(was[n])
-        k = self.k if self.k is not None else self.G.num_ws
-        chosen = torch.topk(scores, min(k, scores.numel())).indices.tolist()
+        ranked = scores[self.entries]
+        chosen = [self.entries[i] for i in torch.topk(ranked, self.k).indices.tolist()]
         names = layers_for_w_indices(self.G, chosen, self.cfg.train_torgb)
         return self._train_layers(step, names, self.only, scores.tolist())
 
@@ -251,39 +271,65 @@ class AdaptiveParameters(LayerStrategy):
         if not 0 < cfg.param_fraction <= 1:
             raise StylenadaError(f"--param-fraction must be in (0, 1], got {cfg.param_fraction}")
 
+    def reselects(self) -> bool:
+        return self.cfg.param_fraction < 1
+
     def candidates(self) -> dict[str, nn.Parameter]:
         return {f"{ln}.{pn}": p for ln, layer in self.layers.items() for pn, p in layer.named_parameters()}
 
-    def _select(self, step, objective):
+    def probe_change(self, objective: NadaObjective) -> dict[str, torch.Tensor]:
+        """How much each candidate element moves under ``inner_steps`` gradient steps of a copy of the
+        trainable generator on the training objective (the one the trainer minimises). Each step is the
+        gradient divided by its global RMS (times ``inner_lr``): relative sizes are kept, and the probe
+        stays well-behaved when the gradient's scale is extreme (the first step, where the image change
+        is zero)."""
         cands = self.candidates()
         probe = copy.deepcopy(self.G)
-        freeze_all(probe)
+        probe.requires_grad_(False)
         probe_params = {n: probe.synthesis.get_parameter(n) for n in cands}
         for p in probe_params.values():
             p.requires_grad_(True)
-        opt = torch.optim.SGD(list(probe_params.values()), lr=self.cfg.inner_lr)
         for _ in range(self.cfg.inner_steps):
             ws = objective.sample_ws(self.cfg.w_batch).detach()
-            opt.zero_grad(set_to_none=True)
+            for p in probe_params.values():
+                p.grad = None
             for chunk in ws.split(max(self.cfg.chunk, 1)):  # accumulate: same gradient, less memory
-                (objective.generator_loss(probe, chunk) * (len(chunk) / len(ws))).backward()
-            opt.step()
+                (objective.objective(probe, chunk) * (len(chunk) / len(ws))).backward()
+            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in probe_params.values()]
+            rms = torch.cat([g.flatten() for g in grads]).square().mean().sqrt().clamp_min(1e-30)
+            with torch.no_grad():
+                for p, g in zip(probe_params.values(), grads, strict=True):
+                    p.sub_(self.cfg.inner_lr * g / rms)
         delta = {n: (probe_params[n].detach() - cands[n].detach()).abs() for n in cands}
         del probe
+        return delta
+
+    def _select(self, step, objective):
+        cands = self.candidates()
+        delta = self.probe_change(objective)
         freeze_all(self.G)
+        total = sum(p.numel() for p in cands.values())
+        budget = max(1, round(self.cfg.param_fraction * total))
         masks = {}
         if self.cfg.param_level == "tensor":
+            # Relative change ||delta|| / ||p||: scale-free, so a scalar noise strength or a bias with a large
+            # summed gradient does not outrank a weight tensor by raw size. Whole tensors are taken in that
+            # order until the parameter budget is spent.
             names = list(delta)
-            scores = torch.stack([delta[n].mean() for n in names])
-            n_keep = max(1, round(self.cfg.param_fraction * len(names)))
-            keep = {names[i] for i in torch.topk(scores, n_keep).indices.tolist()}
+            rel = torch.stack([delta[n].norm() / cands[n].detach().norm().clamp_min(1e-12) for n in names])
+            keep, used = set(), 0
+            for i in torch.argsort(rel, descending=True).tolist():
+                if used >= budget:
+                    break
+                keep.add(names[i])
+                used += cands[names[i]].numel()
             for n in keep:
                 cands[n].requires_grad_(True)
             frac_of = {n: float(n in keep) for n in names}
+            scores = rel
         else:
             flat = torch.cat([d.flatten() for d in delta.values()])
-            n_keep = max(1, round(self.cfg.param_fraction * flat.numel()))
-            threshold = torch.topk(flat, n_keep).values.min()
+            threshold = torch.topk(flat, budget).values.min()
             frac_of = {}
             for n, d in delta.items():
                 mask = (d >= threshold).to(d.dtype)

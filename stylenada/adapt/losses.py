@@ -12,6 +12,10 @@ import torch.nn.functional as F
 # the difference is divided by EPS instead of its norm, which keeps the loss finite (value 1 at an
 # exactly zero change) with a bounded gradient that points along the text direction.
 ZERO_CHANGE_EPS = 1e-6
+# Below this mean norm of the image change (unit embeddings), the directional loss's gradient, which grows
+# as 1 / |change|, says nothing about how far to go: the trainer keeps such a step out of the optimiser's
+# moment estimates (see Trainer.train_step).
+MIN_IMAGE_CHANGE = 1e-3
 
 
 def directional_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor, text_direction: torch.Tensor) -> torch.Tensor:
@@ -24,6 +28,11 @@ def directional_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor, text_dir
     d_img = F.normalize(d_img, dim=-1, eps=ZERO_CHANGE_EPS)
     d_txt = F.normalize(text_direction.to(d_img.dtype).expand_as(d_img), dim=-1)
     return (1 - (d_img * d_txt).sum(dim=-1)).mean()
+
+
+def image_change(emb_train: torch.Tensor, emb_frozen: torch.Tensor) -> torch.Tensor:
+    """Mean norm of the change between unit image embeddings: 0 when the two generators agree."""
+    return (F.normalize(emb_train, dim=-1) - F.normalize(emb_frozen, dim=-1)).norm(dim=-1).mean()
 
 
 def global_clip_loss(emb_image: torch.Tensor, text_embedding: torch.Tensor) -> torch.Tensor:

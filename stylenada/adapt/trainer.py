@@ -25,9 +25,9 @@ from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
 from ..utils.runtime import keep_freed_memory
 from .config import TrainConfig
-from .layers import LayerStrategy, Selection, make_strategy
-from .losses import directional_loss, global_clip_loss, image_direction, l2_loss
-from .source_text import SourceChoice, best_caption, candidate_list
+from .layers import LayerStrategy, make_strategy
+from .losses import MIN_IMAGE_CHANGE, directional_loss, global_clip_loss, image_change, image_direction, l2_loss
+from .source_text import best_caption, candidate_list
 from .weighting import LossWeighting, make_weighting
 
 log = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ class NadaObjective:
         self.source = cfg.source
         self.directions: list[torch.Tensor] = []
         self.target_embeddings: list[torch.Tensor | None] = []
+        self.weighting: LossWeighting | None = None  # set by the trainer
 
     # --- text and image directions ---------------------------------------------------------------
     def set_source(self, source: str) -> None:
@@ -66,30 +67,41 @@ class NadaObjective:
             self.target_embeddings.append(model.text_embedding(self.cfg.target, self.templates).to(self.device))
 
     @torch.no_grad()
-    def set_image_direction(self, target_images: torch.Tensor, n_source: int = 32) -> None:
-        """Direction from the mean CLIP embedding of generated source images to that of target images."""
+    def set_image_direction(self, target_images: list[torch.Tensor], n_source: int = 32) -> None:
+        """Direction from the mean CLIP embedding of generated source images to that of target images
+        (each target image embedded at its own size: CLIP's preprocessing resizes and crops it)."""
         ws = self.sample_ws(n_source)
         self.directions, self.target_embeddings = [], []
         for model, _ in self.clip_models:
             src = torch.cat([model.encode_image(self.G_frozen.synthesis(w, noise_mode="const"))
                              for w in ws.split(8)])
-            tgt = torch.cat([model.encode_image(t.to(self.device)) for t in target_images.split(8)])
+            tgt = torch.cat([model.encode_image(t.to(self.device)) for t in target_images])
             self.directions.append(image_direction(src, tgt))
             self.target_embeddings.append(None)
 
     # --- latents ---------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample_ws(self, n: int, truncation: float | None = None) -> torch.Tensor:
-        """W+ codes from the frozen mapping for ``n`` fresh z (with style mixing at the set probability)."""
-        psi = self.cfg.truncation if truncation is None else truncation
+    def sample_z(self, n: int) -> tuple[torch.Tensor, torch.Tensor | None, int]:
+        """``n`` fresh latents from the run's generator: (z, z2, cutoff) with z2 the style-mixing partner
+        entered from W+ entry ``cutoff`` on (None without mixing)."""
         G = self.G_frozen
         z = torch.randn(n, G.z_dim, generator=self.rng).to(self.device)
-        ws = G.mapping(z, truncation_psi=psi)
         if self.cfg.mixing > 0 and torch.rand((), generator=self.rng) < self.cfg.mixing:
             z2 = torch.randn(n, G.z_dim, generator=self.rng).to(self.device)
-            cutoff = int(torch.randint(1, G.num_ws, (), generator=self.rng))
-            ws = mix_styles(ws, G.mapping(z2, truncation_psi=psi), cutoff)
-        return ws
+            return z, z2, int(torch.randint(1, G.num_ws, (), generator=self.rng))
+        return z, None, G.num_ws
+
+    def map_z(self, G: Generator, latents: tuple, truncation: float | None = None) -> torch.Tensor:
+        """W+ codes of ``latents`` (from :meth:`sample_z`) through ``G``'s mapping network."""
+        psi = self.cfg.truncation if truncation is None else truncation
+        z, z2, cutoff = latents
+        ws = G.mapping(z, truncation_psi=psi)
+        return ws if z2 is None else mix_styles(ws, G.mapping(z2, truncation_psi=psi), cutoff)
+
+    @torch.no_grad()
+    def sample_ws(self, n: int, truncation: float | None = None) -> torch.Tensor:
+        """W+ codes for ``n`` fresh z from the frozen mapping (with style mixing at the set probability)."""
+        return self.map_z(self.G_frozen, self.sample_z(n), truncation)
 
     # --- losses ----------------------------------------------------------------------------------
     def autocast(self):
@@ -100,7 +112,7 @@ class NadaObjective:
 
     def losses(self, img_train: torch.Tensor, img_frozen: torch.Tensor) -> dict[str, torch.Tensor]:
         """Named loss terms for a batch rendered by both generators from the same latents."""
-        clip_terms, global_terms = [], []
+        clip_terms, global_terms, changes = [], [], []
         for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
                                                    strict=True):
             # CLIP runs in fp32: it is a small share of the step, and bf16 attention is slow on CPU.
@@ -108,28 +120,41 @@ class NadaObjective:
                 e_frozen = model.encode_image(img_frozen)
             e_train = model.encode_image(img_train)
             clip_terms.append(weight * directional_loss(e_train, e_frozen, direction))
+            changes.append(image_change(e_train.detach(), e_frozen))
             if self.cfg.lambda_global > 0 and tgt is not None:
                 global_terms.append(weight * global_clip_loss(e_train, tgt))
         out = {"clip": torch.stack(clip_terms).sum(), "l2": l2_loss(img_train.float(), img_frozen.float())}
         if global_terms:
             out["global"] = torch.stack(global_terms).sum()
+        self.last_image_change = float(min(changes))
         return out
 
-    def render_pair(self, G_train: Generator, ws: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def render_pair(self, G_train: Generator, ws: torch.Tensor,
+                    ws_train: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both generators' images of the same codes under the same noise: with ``noise_mode='random'``
+        one set of noise maps is drawn (from the run's generator) and given to both, so the pair differs
+        only by what training changed (L2 is 0 and the image change is 0 before the first update).
+        ``ws_train``: the trainable generator's own codes of the same z (when its mapping trains)."""
         mode = self.cfg.noise_mode
+        noise = self.G_frozen.synthesis.sample_noise(len(ws), self.rng, self.device) if mode == "random" else None
         with torch.no_grad(), self.autocast():
-            img_frozen = self.G_frozen.synthesis(ws, noise_mode=mode).float()
+            img_frozen = self.G_frozen.synthesis(ws, noise_mode=mode, noise=noise).float()
         with self.autocast():
-            img_train = G_train.synthesis(ws, noise_mode=mode).float()
+            img_train = G_train.synthesis(ws if ws_train is None else ws_train, noise_mode=mode, noise=noise).float()
         return img_train, img_frozen
 
-    def generator_loss(self, G_train: Generator, ws: torch.Tensor,
-                       weighting: LossWeighting | None = None) -> torch.Tensor:
-        """The training objective on ``ws`` for any trainable generator (used by adaptive_param's probe)."""
-        losses = self.losses(*self.render_pair(G_train, ws))
-        if weighting is None:
-            return losses["clip"] + self.cfg.lambda_l2 * losses["l2"]
-        return weighting.combine(losses)
+    def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective from the named terms: the weighting's combination plus the global term."""
+        total = self.weighting.combine(losses) if self.weighting is not None else \
+            self.cfg.lambda_clip * losses["clip"] + self.cfg.lambda_l2 * losses["l2"]
+        if "global" in losses:
+            total = total + self.cfg.lambda_global * losses["global"]
+        return total
+
+    def objective(self, G_train: Generator, ws: torch.Tensor) -> torch.Tensor:
+        """The training objective on ``ws`` for any trainable generator (the trainer's, or adaptive_param's
+        probe copy): the same terms, lambdas and noise handling as a training step."""
+        return self.total(self.losses(*self.render_pair(G_train, ws)))
 
     def selection_loss(self, G_train: Generator, w: torch.Tensor, ws0: torch.Tensor) -> torch.Tensor:
         """Loss that the W+ codes are optimised on for layer selection: the global CLIP loss toward the
@@ -153,14 +178,26 @@ class NadaObjective:
         return torch.stack(terms).sum()
 
 
-def load_target_images(folder: str | Path, size: int) -> torch.Tensor:
+def load_target_images(folder: str | Path) -> list[torch.Tensor]:
+    """The target-domain examples of image-guided mode, each [1, 3, H, W] in [-1, 1] at its own size
+    (CLIP's preprocessing resizes and centre-crops each, as it does every image it embeds)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise StylenadaError(f"target image folder not found: {folder}")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise StylenadaError(f"no images (.png/.jpg/.webp/.bmp) in {folder}: add target-domain examples")
-    return torch.cat([load_image(p, size) for p in files])
+    return [load_image(p) for p in files]
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' is the GPU when there is one, else the CPU; anything else must be available."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise StylenadaError(f"--device {device}: no CUDA GPU is available here; use --device cpu (or auto)")
+    return dev
 
 
 def load_clip_models(specs: list[str], device: str | torch.device) -> list:
@@ -177,7 +214,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.run_dir = Path(cfg.out)
-        self.device = torch.device(cfg.device)
+        self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()
         if not resume and (self.run_dir / "config.json").exists():
@@ -194,7 +231,7 @@ class Trainer:
         self.templates = cfg.templates
         self.objective = NadaObjective(G_frozen, G_train, self.clip_models, self.templates, cfg, self.rng)
         if cfg.target_images is not None:
-            self.objective.set_image_direction(load_target_images(cfg.target_images, G_frozen.resolution))
+            self.objective.set_image_direction(load_target_images(cfg.target_images))
         else:
             self.objective.set_source(cfg.source)
         self.candidates = candidate_list(cfg.source_candidates) if cfg.source_text == "dynamic" else None
@@ -203,8 +240,10 @@ class Trainer:
         self.weighting: LossWeighting = make_weighting(
             cfg.weighting, lambda_clip=cfg.lambda_clip, lambda_l2=cfg.lambda_l2, lambda_lr=cfg.lambda_lr,
             l2_budget=cfg.l2_budget, temperature=cfg.lambda_temperature)
+        self.objective.weighting = self.weighting
         ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
         params = list(G_train.synthesis.parameters())
+        G_train.mapping.requires_grad_(cfg.train_mapping)  # strategies choose among synthesis layers only
         if cfg.train_mapping:
             params += list(G_train.mapping.parameters())
         self.optimizer = torch.optim.Adam(params, lr=cfg.lr * ratio, betas=(0**ratio, 0.99**ratio))
@@ -213,8 +252,6 @@ class Trainer:
         with torch.no_grad():
             self.fixed_ws = G_frozen.mapping(fixed.to(self.device), truncation_psi=cfg.sample_truncation)
         self.step = 0
-        self.selections: list[Selection] = []
-        self.sources: list[SourceChoice] = []
         self._writer = None
 
     # --- one step --------------------------------------------------------------------------------
@@ -230,20 +267,17 @@ class Trainer:
                 # Never let the source become the target (the direction would vanish): take the runner-up.
                 text = max((c for c in scores if c.strip().lower() != cfg.target.strip().lower()), key=scores.get)
             self.objective.set_source(text)
-            choice = SourceChoice(step, text, scores)
-            self.sources.append(choice)
             record["source"] = text
         selection = self.strategy.select(step, self.objective)
         if selection is not None:
-            self.selections.append(selection)
             record["selection"] = selection.to_json()
 
-        ws = self.objective.sample_ws(cfg.batch)
-        img_train, img_frozen = self.objective.render_pair(self.G_train, ws)
+        latents = self.objective.sample_z(cfg.batch)
+        ws = self.objective.map_z(self.G_frozen, latents).detach()
+        ws_train = self.objective.map_z(self.G_train, latents) if cfg.train_mapping else None
+        img_train, img_frozen = self.objective.render_pair(self.G_train, ws, ws_train)
         losses = self.objective.losses(img_train, img_frozen)
-        total = self.weighting.combine(losses)
-        if "global" in losses:
-            total = total + cfg.lambda_global * losses["global"]
+        total = self.objective.total(losses)
         if not torch.isfinite(total):
             raise StylenadaError(f"training diverged at step {step}: the loss is {float(total)}; lower --lr "
                                  "or the lambdas (the last checkpoint is kept)")
@@ -251,6 +285,13 @@ class Trainer:
         if total.requires_grad:  # False only when the strategy trains nothing (the 'none' control)
             total.backward()
             self.optimizer.step()
+            if self.objective.last_image_change < MIN_IMAGE_CHANGE:
+                # The two generators still agree (the first step): the directional loss's gradient, ~1/|change|,
+                # is orders of magnitude above every later one. Adam's first step is scale-free (a sign step
+                # of size lr), but left in its second-moment estimate that gradient would shrink every
+                # later step for hundreds of steps. So this step does not enter the moment estimates.
+                self.optimizer.state.clear()
+        record["image_change"] = self.objective.last_image_change
         values = {k: v.item() for k, v in losses.items()}
         lambdas = self.weighting.lambdas()
         self.weighting.update(values)
@@ -304,7 +345,19 @@ class Trainer:
         }
         atomic_write(ck / f"{name}.state.pt", lambda p: torch.save(state, p))
         atomic_write_text(ck / "latest.json", json.dumps({"step": self.step, "name": name}))
+        self.prune_checkpoints()
         return ck / f"{name}.safetensors"
+
+    def prune_checkpoints(self) -> None:
+        """Keep the newest ``keep_checkpoints`` checkpoints (0 keeps all); older ones are deleted."""
+        keep = self.cfg.keep_checkpoints
+        if keep <= 0:
+            return
+        ck = self.run_dir / "checkpoints"
+        steps = sorted(p.name[: -len(".safetensors")] for p in ck.glob("step*.safetensors"))
+        for name in steps[:-keep]:
+            for suffix in (".safetensors", ".state.pt"):
+                (ck / f"{name}{suffix}").unlink(missing_ok=True)
 
     def restore(self) -> None:
         ck = self.run_dir / "checkpoints"

@@ -4,16 +4,18 @@
 
 ``learned``: the lambdas are parameters with their own optimiser (``optimizer_lambda``). Gradient
 descent on ``sum(lambda_i * L_i)`` would drive every lambda to zero, so they are not trained on the
-generator's loss. Instead they solve a small well-posed problem of their own each step: with
-``lambda = total * softmax(theta)`` (each positive, their sum fixed, so bounded), ``theta`` ascends
+generator's loss. Each is the user's initial value times a bounded factor,
 
-    J(theta) = sum_i lambda_i * r_i + tau * H(lambda / total),   r_i = L_i(t) / EMA_t(L_i)
+    lambda_i = lambda_i^0 * exp(s_i),   s_i = S * tanh(theta_i)   (so lambda_i^0 e^-S <= lambda_i <= lambda_i^0 e^S)
 
-where ``r_i`` is each loss's value relative to its own recent average (scale-free, so an L2 of 0.01
-and a CLIP loss of 0.8 are comparable) and ``H`` is the entropy. J is concave in lambda with the unique
-maximiser ``lambda_i ∝ exp(r_i / tau)``: a term that has grown relative to its history gains weight. So
-when L2 has grown while the CLIP loss has fallen, lambda_l2 rises relative to lambda_clip; the entropy
-term keeps every lambda away from zero.
+and ``theta`` ascends, with its own Adam, the concave problem
+
+    J(s) = sum_i g_i * s_i - s_i^2 / (2 * tau),   g_i = tanh(log((L_i + eps) / (EMA(L_i) + eps)))
+
+whose maximiser is ``s_i = tau * g_i``. ``g_i`` says how much a term has grown relative to its own
+recent average (scale-free, bounded in (-1, 1), defined when a loss starts at 0): a term that grows
+gains weight within a few steps, a term that falls loses some, and when the losses are steady every
+lambda returns to the value the user gave. Positive, bounded, and no fixed point at zero.
 
 ``constrained``: minimise the CLIP loss subject to ``L2 <= l2_budget``; lambda_l2 is the Lagrange
 multiplier, kept positive as ``exp(log_mu)`` (clamped), and raised by dual ascent while the constraint
@@ -87,45 +89,51 @@ class FixedWeighting(LossWeighting):
 
 @register_weighting("learned")
 class LearnedWeighting(LossWeighting):
-    """Softmax-parameterised lambdas ascending J(theta) (module docstring) with their own Adam."""
+    """lambda_i = lambda_i^0 * exp(S * tanh(theta_i)), theta ascending J (module docstring) with its own Adam."""
+
+    BOUND = math.log(10.0)  # S: each lambda stays within 10x of its initial value
+    EPS = 1e-8  # loss floor of the growth signal (a loss that starts at exactly 0 is steady, not infinite)
 
     def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 1.0, lambda_lr: float = 0.05,
-                 temperature: float = 0.5, ema_beta: float = 0.9, **_: object):
+                 temperature: float = 2.0, ema_beta: float = 0.9, **_: object):
         lc, l2 = _check_lambda("lambda_clip", lambda_clip), _check_lambda("lambda_l2", lambda_l2)
         if lc <= 0 or l2 <= 0:
             raise StylenadaError("learned weighting needs initial --lambda-clip and --lambda-l2 both > 0")
         if temperature <= 0 or not 0 <= ema_beta < 1:
-            raise StylenadaError("learned weighting needs temperature > 0 and 0 <= ema_beta < 1")
-        self.total = lc + l2
+            raise StylenadaError("learned weighting needs --lambda-temperature > 0 and 0 <= ema_beta < 1")
+        self.initial = torch.tensor([lc, l2], dtype=torch.float64)
         self.temperature, self.ema_beta = temperature, ema_beta
-        self.theta = torch.nn.Parameter(torch.log(torch.tensor([lc, l2], dtype=torch.float64)))
+        self.theta = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
         self.optimizer_lambda = torch.optim.Adam([self.theta], lr=lambda_lr)
         self.ema: torch.Tensor | None = None
 
+    def log_factors(self) -> torch.Tensor:
+        return self.BOUND * torch.tanh(self.theta)
+
     def lambda_tensors(self) -> dict[str, torch.Tensor]:
-        lam = self.total * torch.softmax(self.theta.detach(), dim=0)
+        lam = self.initial * self.log_factors().detach().exp()
         return {"clip": lam[0].float(), "l2": lam[1].float()}
 
     def lambdas(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.lambda_tensors().items()}
 
-    def objective(self, ratios: torch.Tensor) -> torch.Tensor:
-        p = torch.softmax(self.theta, dim=0)
-        entropy = -(p * torch.log(p)).sum()
-        return (self.total * p * ratios).sum() + self.temperature * self.total * entropy
+    def growth(self, values: torch.Tensor) -> torch.Tensor:
+        """g_i in (-1, 1): the log-ratio of each loss to its running average, squashed."""
+        return torch.tanh(torch.log((values + self.EPS) / (self.ema + self.EPS)))
+
+    def objective(self, growth: torch.Tensor) -> torch.Tensor:
+        s = self.log_factors()
+        return (growth * s).sum() - s.square().sum() / (2 * self.temperature)
 
     def update(self, losses: dict[str, float]) -> None:
-        values = torch.tensor([losses["clip"], losses["l2"]], dtype=torch.float64).clamp_min(1e-12)
+        values = torch.tensor([losses["clip"], losses["l2"]], dtype=torch.float64).clamp_min(0)
         if not torch.isfinite(values).all():
             return
         if self.ema is None:
             self.ema = values.clone()
-        ratios = values / self.ema
         self.optimizer_lambda.zero_grad()
-        (-self.objective(ratios)).backward()  # ascent on J
+        (-self.objective(self.growth(values))).backward()  # ascent on J
         self.optimizer_lambda.step()
-        with torch.no_grad():
-            self.theta.clamp_(-20.0, 20.0)
         self.ema = self.ema_beta * self.ema + (1 - self.ema_beta) * values
 
     def state_dict(self) -> dict:

@@ -30,6 +30,7 @@ from .preprocess import PreprocessConfig, preprocess_for_clip
 from .templates import fill_template, resolve_templates
 
 TINY_CLIP_NAME = "tiny-shapes"
+TINY_CLIP_NAMES = ("tiny-shapes", "tiny-shapes-rn")  # the shapes world's teachers (stylenada.toy.tiny_clip)
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -382,7 +383,7 @@ def load_clip(spec: str | ClipSpec, device: str | torch.device = "cpu", dtype: t
     downloaded.
     """
     spec = parse_clip_spec(spec)
-    if spec.name == TINY_CLIP_NAME:
+    if spec.name in TINY_CLIP_NAMES:
         return _load_tiny_clip(spec, device, dtype, preprocess_cfg)
     import open_clip
 
@@ -458,19 +459,19 @@ def _load_tiny_clip(spec: ClipSpec, device: str | torch.device, dtype: torch.dty
     That loader may return a :class:`ClipModel`, an open_clip model, or ``(model, tokenizer)``.
     """
     if spec.pretrained is not None:
-        raise StylenadaError(f"{TINY_CLIP_NAME!r} is the built-in tiny CLIP and takes no weights part: "
-                             f"write --clip {TINY_CLIP_NAME}")
+        raise StylenadaError(f"{spec.name!r} is a built-in tiny CLIP and takes no weights part: "
+                             f"write --clip {spec.name}")
     from ..toy.tiny_clip import load_tiny_clip
 
-    loaded = load_tiny_clip(device=device)
+    loaded = load_tiny_clip(device=device, name=spec.name)
     if isinstance(loaded, ClipModel):
         clip = loaded
         if preprocess_cfg:
-            clip = ClipModel(clip.model, clip._tokenizer, name=TINY_CLIP_NAME,
+            clip = ClipModel(clip.model, clip._tokenizer, name=spec.name,
                              preprocess_cfg={**clip.preprocess_config.to_open_clip(), **preprocess_cfg})
     else:
         model, tokenizer = loaded if isinstance(loaded, tuple) else (loaded, None)
-        clip = ClipModel(model, tokenizer, name=TINY_CLIP_NAME, preprocess_cfg=preprocess_cfg)
+        clip = ClipModel(model, tokenizer, name=spec.name, preprocess_cfg=preprocess_cfg)
     clip.spec = spec
     clip.name = spec.model_id
     return clip.to(device=device, dtype=dtype)

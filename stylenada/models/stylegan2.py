@@ -239,6 +239,19 @@ class SynthesisNetwork(nn.Module):
         return [next((n, m) for n, m in group if isinstance(m, SynthesisLayer))
                 for group in self.layers_by_w()[:-1]]
 
+    def noise_resolutions(self) -> list[int]:
+        """Resolution of the noise map of each modulated conv, in the order ``forward`` consumes them."""
+        return [conv.resolution for block in self.blocks() for conv in block.conv_layers()]
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None,
+                     device: torch.device | str | None = None) -> list[torch.Tensor]:
+        """Per-pixel noise maps [n, 1, r, r] for every conv, from ``generator`` (so that two generators
+        can be rendered under the same noise, and a run can be replayed)."""
+        device = torch.device(device) if device is not None else self.b4.const.device
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        return [torch.randn(n, 1, r, r, generator=generator, device=gen_device).to(device)
+                for r in self.noise_resolutions()]
+
     def forward(self, ws: torch.Tensor, noise_mode: str = "const",
                 noise: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.scripts import config_parser, log_record, write_log
-from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render_batch
-from .tiny_clip import MODEL_NAME, build_tiny_clip, register
+from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render, render_batch
+from .tiny_clip import ARCHITECTURES, build_tiny_clip, register
 
 
 @dataclass
@@ -39,6 +39,10 @@ class ClipTrainConfig:
     glow: float = 0.0  # share of images given a coloured haze around the object (caption unchanged)
     colour_mix: float = 0.0  # share of objects whose colour is blended toward another (soft labels)
     init: str = ""  # continue from these weights (a file written by this script)
+    arch: str = "vit"  # 'vit' (config tiny-shapes) or 'rn' (tiny-shapes-rn: a small ResNet image tower)
+    counterfactual: float = 0.0  # share of the batch that is a one-attribute variant of another image in it
+    nuisance: float = 0.0  # share of images given a caption-preserving photometric change (see add_nuisance)
+    direction_weight: float = 0.0  # weight of the directional term on counterfactual pairs (see direction_loss)
 
 
 def augment(images: torch.Tensor, rng: torch.Generator, noise: float) -> torch.Tensor:
@@ -78,6 +82,80 @@ def add_glow(images: torch.Tensor, attrs, rng: torch.Generator, share: float) ->
     alpha = (0.2 + 0.6 * torch.rand(n, 1, 1, 1, generator=rng)) * chosen.view(n, 1, 1, 1)
     a = alpha * halo
     return images * (1 - a) + colour * a
+
+
+def add_nuisance(images: torch.Tensor, attrs, rng: torch.Generator, share: float) -> torch.Tensor:
+    """Caption-preserving photometric changes for ``share`` of the images: the object's colour made up to
+    25% darker or lighter, the background tinted toward a random colour (up to 25%), or a smooth
+    low-frequency colour field over the whole image (up to 15%).
+
+    These are the cheap edits by which a generator adapted with a directional CLIP loss fools its teacher
+    (a darker red is "closer to blue"; a tinted background moves the embedding a little toward anything).
+    A teacher that has learned that they do not change what the image shows gives them no reward.
+    """
+    from .render import background_colours
+
+    n = images.shape[0]
+    chosen = torch.rand(n, generator=rng) < share
+    if share <= 0 or not chosen.any():
+        return images
+    kind = torch.randint(3, (n,), generator=rng)
+    bg = background_colours(attrs)
+    obj = ((images - bg).abs().amax(dim=1, keepdim=True) > 0.05).float()
+    out = images.clone()
+    # object brightness: toward black (-1) or white (+1) by up to 25%
+    toward = torch.where(torch.rand(n, 1, 1, 1, generator=rng) < 0.5, -1.0, 1.0)
+    t = 0.25 * torch.rand(n, 1, 1, 1, generator=rng)
+    bright = images + obj * t * (toward - images)
+    # background tint: blend the background pixels toward a random colour
+    colour = torch.rand(n, 3, 1, 1, generator=rng) * 2 - 1
+    a = 0.25 * torch.rand(n, 1, 1, 1, generator=rng)
+    tint = images + (1 - obj) * a * (colour - images)
+    # low-frequency field: a 2x2 random colour grid upsampled smoothly over the image
+    field = F.interpolate(torch.rand(n, 3, 2, 2, generator=rng) * 2 - 1, size=images.shape[-2:], mode="bicubic",
+                          align_corners=True)
+    b = 0.15 * torch.rand(n, 1, 1, 1, generator=rng)
+    smooth = images + b * (field - images)
+    for k, edited in enumerate((bright, tint, smooth)):
+        sel = (chosen & (kind == k)).view(n, 1, 1, 1)
+        out = torch.where(sel, edited, out)
+    return out.clamp(-1, 1)
+
+
+COUNTERFACTUAL_ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "style": STYLES}
+
+
+def counterfactual_batch(n: int, rng: torch.Generator, share: float):
+    """``n`` records of which ``round(share * n / 2)`` pairs differ in exactly one attribute (shape,
+    colour or style): minimal pairs that the contrastive loss must tell apart by that attribute alone.
+
+    Returns (records, pairs) with ``pairs`` a list of (i, j, attribute) for record j = record i changed.
+    """
+    from .render import DOMAINS, sample_attributes
+
+    n_pairs = round(share * n / 2)
+    attrs = sample_attributes(n - n_pairs, DOMAINS["all"], rng)
+    pairs = []
+    for i in range(n_pairs):
+        attribute = list(COUNTERFACTUAL_ATTRIBUTES)[int(torch.randint(3, (), generator=rng))]
+        values = [v for v in COUNTERFACTUAL_ATTRIBUTES[attribute] if v != getattr(attrs[i], attribute)]
+        new = values[int(torch.randint(len(values), (), generator=rng))]
+        attrs.append(dataclasses.replace(attrs[i], **{attribute: new}))
+        pairs.append((i, len(attrs) - 1, attribute))
+    return attrs, pairs
+
+
+def direction_loss(model, tokenizer, img: torch.Tensor, attrs, pairs) -> torch.Tensor:
+    """``1 - cos(E(x') - E(x), T(v') - T(v))`` over the counterfactual pairs (x -> x' changes one attribute
+    from v to v'; T of the attribute's zero-shot prompts, image embeddings unit-norm): the geometry that
+    the directional loss of StyleGAN-NADA relies on, asked of the teacher on true renders."""
+    if not pairs:
+        return img.new_zeros(())
+    prompts = {a: attribute_prompts(a) for a in COUNTERFACTUAL_ATTRIBUTES}
+    texts = [prompts[a][getattr(attrs[k], a)] for i, j, a in pairs for k in (i, j)]
+    t = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(pairs), 2, -1)
+    i, j = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
+    return (1 - F.cosine_similarity(img[j] - img[i], t[:, 1] - t[:, 0], dim=-1)).mean()
 
 
 def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
@@ -154,12 +232,12 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
 
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    model = build_tiny_clip(cfg.seed).train()
+    model = build_tiny_clip(cfg.seed, cfg.arch).train()
     if cfg.init:
         from safetensors.torch import load_file
 
         model.load_state_dict({k: v.float() for k, v in load_file(cfg.init).items()})
-    tokenizer = open_clip.get_tokenizer(register())
+    tokenizer = open_clip.get_tokenizer(register(cfg.arch))
     rng = torch.Generator().manual_seed(cfg.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
@@ -170,12 +248,13 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
     log = []
     t0 = time.perf_counter()
     for step in tqdm(range(cfg.steps), desc="train tiny CLIP", disable=not progress):
-        images, attrs = render_batch(cfg.batch, "all", rng)
+        attrs, pairs = counterfactual_batch(cfg.batch, rng, cfg.counterfactual)
+        images = render(attrs)
         caps = [caption(a, rng) for a in attrs]
         texts = tokenizer([c for c, _ in caps])
         images, others, t = mix_colours(images, attrs, rng, cfg.colour_mix)
         match = soft_matches([m for _, m in caps], attrs, others, t)
-        images = add_glow(images, attrs, rng, cfg.glow)
+        images = add_nuisance(add_glow(images, attrs, rng, cfg.glow), attrs, rng, cfg.nuisance)
         img = F.normalize(model.encode_image(model_input(model, augment(images, rng, cfg.noise))), dim=-1)
         txt = F.normalize(model.encode_text(texts), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T  # [images, captions]
@@ -184,6 +263,8 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         loss_i = -(target_i * F.log_softmax(logits, dim=1)).sum(1).mean()
         loss_t = -(target_t * F.log_softmax(logits.T, dim=1)).sum(1).mean()
         loss = (loss_i + loss_t) / 2
+        if cfg.direction_weight > 0:
+            loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, attrs, pairs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -201,7 +282,7 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(out), metadata={"model": MODEL_NAME, "config": json.dumps(dataclasses.asdict(cfg))})
+        save_file(state, str(out), metadata={"model": ARCHITECTURES[cfg.arch], "config": json.dumps(dataclasses.asdict(cfg))})
         write_log(out, cfg, log)
     return model, tokenizer, log
 

@@ -53,9 +53,10 @@ def direction_data(G_frozen, G_adapted, clip_model, source: str, target: str, te
     frozen, adapted = embed(G_frozen), embed(G_adapted)
     s = clip_model.text_embedding(source, templates).float().cpu()
     t = clip_model.text_embedding(target, templates).float().cpu()
+    direction = clip_model.text_direction(source, target, templates).float().cpu()  # the one training used
     change = adapted - frozen
     moved = change.norm(dim=-1) > 1e-8
-    cos = torch.where(moved, F.cosine_similarity(change, (t - s).expand_as(change), dim=-1), torch.zeros(n))
+    cos = torch.where(moved, F.cosine_similarity(change, direction.expand_as(change), dim=-1), torch.zeros(n))
     return DirectionData(frozen, adapted, s, t, cos, source, target)
 
 
