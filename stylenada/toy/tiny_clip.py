@@ -19,7 +19,8 @@ MODEL_NAME = "tiny-shapes"
 ARCHITECTURES = {"vit": "tiny-shapes", "rn": "tiny-shapes-rn"}  # --arch of the trainer -> model name
 CONFIG_DIR = Path(__file__).parent / "configs"
 WEIGHT_DIR = Path(__file__).parent / "weights"
-WEIGHTS = {"tiny-shapes": WEIGHT_DIR / "tiny_clip.safetensors", "tiny-shapes-rn": WEIGHT_DIR / "tiny_clip_rn.safetensors"}
+WEIGHTS = {"tiny-shapes": WEIGHT_DIR / "tiny_clip.safetensors",
+           "tiny-shapes-rn": WEIGHT_DIR / "tiny_clip_rn.safetensors"}
 
 
 def register(arch: str = "vit") -> str:

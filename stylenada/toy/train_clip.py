@@ -282,7 +282,8 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         out = Path(out)
         out.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().half().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, str(out), metadata={"model": ARCHITECTURES[cfg.arch], "config": json.dumps(dataclasses.asdict(cfg))})
+        meta = {"model": ARCHITECTURES[cfg.arch], "config": json.dumps(dataclasses.asdict(cfg))}
+        save_file(state, str(out), metadata=meta)
         write_log(out, cfg, log)
     return model, tokenizer, log
 
