@@ -1,14 +1,16 @@
-"""The strategy study: every layer strategy x loss weighting x source text on the shapes world's tasks.
+"""The strategy study: every layer strategy x loss weighting x source text x task of the shapes world.
 
-Each configuration adapts the shipped tiny generator with the demo's settings (CPU) for several seeds
-and is judged by the attribute reader (target success, preservation, diversity ratio) and by the
-Frechet distance to true target renders in the tiny CLIP's space. Results are appended to a JSONL file
-as they come (an interrupted study resumes where it stopped); the summary is written as
-``docs/strategy-study.md`` with one figure per task.
+Each run adapts a shipped tiny generator with the demo's settings (CPU, the two tiny CLIPs as teachers)
+and is judged on fixed latents by the attribute reader (target success, preservation, validity of the
+images, diversity), by plain pixel statistics (a second judge), and by how often each teacher calls an
+adapted sample the target while the reader does not (fooled). Two budgets: equal steps (``--iters``)
+and equal wall-clock time (``--seconds``, the strategy comparison only: fixed weighting, static source).
+Runs go to a JSONL file as they finish (an interrupted study resumes where it stopped); the summary,
+opening with the table of the method's claims, is written as ``docs/strategy-study.md``.
 
-    .venv/bin/python benchmarks/strategies.py                      # the full study (about 35 CPU minutes)
-    .venv/bin/python benchmarks/strategies.py --layers adaptive all --seeds 0   # a slice
-    .venv/bin/python benchmarks/strategies.py --report-only        # rewrite the summary from the JSONL
+    .venv/bin/python benchmarks/strategies.py --jobs 2                 # the full study
+    .venv/bin/python benchmarks/strategies.py --tasks colour --layers adaptive all --seeds 0   # a slice
+    .venv/bin/python benchmarks/strategies.py --report-only            # rewrite the summary from the JSONL
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,103 +31,231 @@ LAYERS = ["all", "late", "adaptive", "adaptive_fine_grained", "adaptive_param"]
 WEIGHTINGS = ["fixed", "learned"]
 SOURCES = ["static", "dynamic"]
 TASKS = ["colour", "style", "shape"]
+NOISE = ["random", "const"]
+# (key in a record, column title, format)
 METRICS = [("target_success", "success", "{:.0%}"), ("preservation", "preserved", "{:.0%}"),
-           ("diversity_ratio", "diversity", "{:.2f}"), ("frechet_clip", "Frechet", "{:.3f}"),
+           ("valid_after", "valid", "{:.0%}"), ("pixel_success", "pixel success", "{:.0%}"),
+           ("fooled_any", "fooled", "{:.0%}"), ("diversity_ratio", "diversity", "{:.2f}"),
+           ("steps", "steps", "{:.0f}"), ("trained_parameters", "trained params", "{:,.0f}"),
            ("train_seconds", "seconds", "{:.1f}")]
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
 
 
 def key(r: dict) -> tuple:
-    return (r["task"], r["layers"], r["weighting"], r["source_text"], r["seed"])
+    return (r["task"], r["layers"], r["weighting"], r["source_text"], r["noise_mode"], r["budget"], r["seed"])
 
 
-def run_one(task: str, layers: str, weighting: str, source_text: str, seed: int, iters: int, n_eval: int,
-            lambda_l2: float) -> dict:
+def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode: str, budget: str, seed: int,
+            iters: int, seconds: float, n_eval: int) -> dict:
+    """One adaptation with the demo's settings, judged by the demo's metrics (runs in a worker)."""
+    import torch
+
     from stylenada.toy.demo import DemoConfig, run_demo
 
+    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
-        m = run_demo(DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text,
-                                seed=seed, iters=iters, n_eval=n_eval, lambda_l2=lambda_l2,
-                                out=str(Path(tmp) / "run")), progress=False)
-    m.pop("run_dir", None)
-    return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text, "seed": seed,
-            "iters": iters, "lambda_l2": lambda_l2, **m}
+        cfg = DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text, seed=seed,
+                         noise_mode=noise_mode, n_eval=n_eval, out=str(Path(tmp) / "run"),
+                         iters=iters if budget == "steps" else 100_000,
+                         max_seconds=seconds if budget == "time" else 0.0)
+        m = run_demo(cfg, progress=False)
+        recs = [json.loads(x) for x in (Path(m.pop("run_dir")) / "metrics.jsonl").read_text().splitlines()]
+    trained = [r["selection"]["trained_parameters"] for r in recs if "selection" in r]
+    m["steps"] = len(recs)
+    m["trained_parameters"] = statistics.fmean(trained) if trained else 0.0
+    m["fooled_any"] = max(m["fooled"].values()) if m.get("fooled") else 0.0
+    return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text,
+            "noise_mode": noise_mode, "budget": budget, "seed": seed, "iters": iters, "seconds": seconds,
+            "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "k": cfg.k, **m}
+
+
+def mean_ci(values: list[float]) -> tuple[float, float, int]:
+    """Mean, half-width of its 95% t-interval (0 for one value), n."""
+    n = len(values)
+    mean = statistics.fmean(values)
+    if n < 2:
+        return mean, 0.0, n
+    return mean, T95.get(n - 1, 1.96) * statistics.stdev(values) / math.sqrt(n), n
+
+
+def diff_ci(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Difference of means a - b and the half-width of its 95% Welch interval."""
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return statistics.fmean(a) - statistics.fmean(b), 0.0
+    dof = (va + vb) ** 2 / ((va**2 / (len(a) - 1) if va else 0) + (vb**2 / (len(b) - 1) if vb else 0))
+    t = T95.get(max(1, min(10, round(dof))), 1.96) if dof < 10.5 else 1.96
+    return statistics.fmean(a) - statistics.fmean(b), t * se
 
 
 def summarise(records: list[dict]) -> dict[tuple, dict[str, tuple[float, float, int]]]:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault(key(r)[:4], []).append(r)
+        groups.setdefault(key(r)[:6], []).append(r)
     out = {}
     for g, rs in groups.items():
-        out[g] = {}
-        for m, _, _ in METRICS:
-            vals = [r[m] for r in rs if m in r and r[m] == r[m]]
-            if vals:
-                out[g][m] = (statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals))
+        out[g] = {m: mean_ci([r[m] for r in rs if r.get(m) == r.get(m) and m in r]) for m, _, _ in METRICS
+                  if any(m in r for r in rs)}
     return out
+
+
+def select(records: list[dict], **where) -> list[dict]:
+    return [r for r in records if all(r[k] in (v if isinstance(v, (list, tuple, set)) else [v])
+                                      for k, v in where.items())]
+
+
+def per_seed_mean(records: list[dict], metric: str) -> list[float]:
+    """One value per (task, seed): the mean over the other axes, so a comparison pairs like with like."""
+    by: dict[tuple, list[float]] = {}
+    for r in records:
+        by.setdefault((r["task"], r["seed"]), []).append(r[metric])
+    return [statistics.fmean(v) for _, v in sorted(by.items())]
+
+
+def verdict(diff: float, half: float, better_if_positive: bool = True) -> str:
+    if abs(diff) <= half:
+        return "not distinguishable"
+    return "confirmed" if (diff > 0) == better_if_positive else "refuted"
+
+
+def claims(records: list[dict]) -> list[tuple[str, str, str]]:
+    """(claim, verdict, evidence) for the seed report's claims, from the equal-steps runs with random noise."""
+    base = select(records, budget="steps", noise_mode="random")
+    rows = []
+
+    def compare(claim: str, a: list[dict], b: list[dict], metric: str, label_a: str, label_b: str,
+                positive: bool = True) -> None:
+        va, vb = per_seed_mean(a, metric), per_seed_mean(b, metric)
+        if len(va) < 2 or len(vb) < 2:
+            rows.append((claim, "not measured", f"{label_a}: {len(va)}, {label_b}: {len(vb)} (task, seed) cells"))
+            return
+        d, h = diff_ci(va, vb)
+        rows.append((claim, verdict(d, h, positive),
+                     f"{metric}: {label_a} {statistics.fmean(va):.1%} vs {label_b} {statistics.fmean(vb):.1%}, "
+                     f"difference {d:+.1%} ± {h:.1%} (95%, n = {len(va)} / {len(vb)} task-seed cells)"))
+
+    static = select(base, source_text="static")
+    compare("Learned loss weights work best (success)", select(static, weighting="learned"),
+            select(static, weighting="fixed"), "target_success", "learned", "fixed")
+    compare("Learned loss weights work best (preservation)", select(static, weighting="learned"),
+            select(static, weighting="fixed"), "preservation", "learned", "fixed")
+    fixed = select(static, weighting="fixed")
+    compare("Adaptive freezing keeps structure best (preservation, vs all layers)", select(fixed, layers="adaptive"),
+            select(fixed, layers="all"), "preservation", "adaptive", "all")
+    compare("Adaptive freezing keeps quality best (valid images, vs all layers)", select(fixed, layers="adaptive"),
+            select(fixed, layers="all"), "valid_after", "adaptive", "all")
+    compare("Late layers only fail at global changes (shape task success, late below adaptive)",
+            select(fixed, layers="adaptive", task="shape"), select(fixed, layers="late", task="shape"),
+            "target_success", "adaptive", "late")
+    compare("Fine-grained (modulation + noise) is too weak for shape changes (shape success below adaptive)",
+            select(fixed, layers="adaptive", task="shape"), select(fixed, layers="adaptive_fine_grained", task="shape"),
+            "target_success", "adaptive", "fine-grained")
+    compare("Parameter-level selection matches adaptive (success)", select(fixed, layers="adaptive_param"),
+            select(fixed, layers="adaptive"), "target_success", "param-level", "adaptive")
+    compare("Dynamic source text adds little (success; 'confirmed' = no difference)",
+            select(base, source_text="dynamic", weighting="fixed"), select(static, weighting="fixed"),
+            "target_success", "dynamic", "static")
+    # "adds little" and "matches" are claims of no difference: a distinguishable gap refutes them.
+    fixed_rows = []
+    for claim, v, ev in rows:
+        if claim.startswith(("Dynamic source text adds little", "Parameter-level selection matches")) and \
+                v in ("confirmed", "refuted", "not distinguishable"):
+            v = "confirmed" if v == "not distinguishable" else "refuted"
+        fixed_rows.append((claim, v, ev))
+    return fixed_rows
 
 
 def plot_task(summary: dict, task: str, out: Path) -> Path:
     from matplotlib.figure import Figure
 
     rows = sorted(g for g in summary if g[0] == task)
-    labels = [f"{g[1]}\n{g[2]}/{g[3]}" for g in rows]
-    fig = Figure(figsize=(max(8, 0.55 * len(rows)), 4.2))
+    labels = [f"{g[1]}\n{g[2]}/{g[3]}/{g[4]}/{g[5]}" for g in rows]
+    fig = Figure(figsize=(max(8, 0.5 * len(rows)), 4.6))
     ax = fig.subplots()
-    width = 0.38
-    for j, (m, name, _) in enumerate(METRICS[:2]):
+    width = 0.27
+    for j, (m, name, _) in enumerate(METRICS[:3]):
         means = [summary[g].get(m, (float("nan"), 0, 0))[0] for g in rows]
         errs = [summary[g].get(m, (0, 0.0, 0))[1] for g in rows]
-        ax.bar([i + (j - 0.5) * width for i in range(len(rows))], means, width, yerr=errs, label=name, capsize=2)
-    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=7)
+        ax.bar([i + (j - 1) * width for i in range(len(rows))], means, width, yerr=errs, label=name, capsize=2)
+    ax.axhline(0.9, color="0.5", lw=0.8, ls="--")
+    ax.set_xticks(range(len(rows)), labels, rotation=90, fontsize=6)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"shapes world, {task} task: mean and std over seeds")
-    ax.legend(loc="lower right")
+    ax.set_title(f"shapes world, {task} task: mean and 95% interval over seeds")
+    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     return out
 
 
+def cell(s: dict, m: str, fmt: str) -> str:
+    if m not in s:
+        return "-"
+    mean, half, n = s[m]
+    return fmt.format(mean) if n < 2 or half == 0 else f"{fmt.format(mean)} ± {fmt.format(half)}"
+
+
 def write_report(records: list[dict], doc: Path, command: str) -> None:
-    summary = summarise(records)
-    lines = ["# Strategy study (shapes world)", "",
-             "Every layer strategy x loss weighting x source text on the shapes world's three known-answer tasks, "
-             "with the demo's settings (the shipped tiny StyleGAN2 and tiny CLIP, CPU). Judged by the attribute "
-             "reader on fixed latents: target success, preservation of the other attributes, diversity relative "
-             "to the frozen generator, and the Frechet distance to true renders of the target domain in the tiny "
-             "CLIP's image space. Mean ± standard deviation over seeds; n = number of seeds.", "",
-             f"Made by: `{command}` (results in `benchmarks/results/strategies.jsonl`).", ""]
-    seeds = {key(r)[:4]: set() for r in records}
-    for r in records:
-        seeds[key(r)[:4]].add(r["seed"])
-    if not seeds or min(len(v) for v in seeds.values()) < 3 or len(seeds) < len(LAYERS) * len(WEIGHTINGS) * \
-            len(SOURCES) * len(TASKS):
-        lines += ["**Partial study**: fewer configurations or seeds than the full grid (5 strategies x 2 "
-                  "weightings x 2 source texts x 3 tasks x 3 seeds); the spread of a single seed is shown as 0.", ""]
-    iters = sorted({r["iters"] for r in records})
     from stylenada.toy.demo import DemoConfig
 
+    summary = summarise(records)
     d = DemoConfig()
-    lines += [f"Training steps per run: {', '.join(map(str, iters))}; initial lambda_clip 1, lambda_l2 "
-              f"{', '.join(sorted({str(r.get('lambda_l2', '?')) for r in records}))}; otherwise the demo's "
-              f"settings: batch {d.batch}, lr {d.lr}, k {d.k} W+ entries for the adaptive strategies, ToRGB "
-              f"layers {'trained' if d.train_torgb else 'frozen'}.", ""]
+    seeds = sorted({r["seed"] for r in records})
+    lines = ["# Strategy study (shapes world)", "",
+             "Every layer strategy x loss weighting x source text on the shapes world's known-answer tasks, adapted "
+             "with the demo's settings and judged on fixed latents by the attribute reader, by plain pixel "
+             "statistics, and by how often each teacher is fooled. Mean ± half-width of the 95% t-interval over "
+             "seeds.", "",
+             f"Made by: `{command}` (results in `benchmarks/results/strategies.jsonl`, one line per run).", "",
+             f"Settings (the demo's defaults): batch {d.batch}, lr {d.lr}, lambda_l2 {d.lambda_l2} (initial value for "
+             f"the learned weighting), k {d.k} of 8 W+ entries for late and the adaptive strategies, ToRGBs "
+             f"{'trained' if d.train_torgb else 'frozen'} with their entries, teachers {', '.join(d.clip)}; "
+             f"equal steps: {', '.join(sorted({str(r['iters']) for r in records if r['budget'] == 'steps'}))}; "
+             f"equal time: {', '.join(sorted({str(r['seconds']) for r in records if r['budget'] == 'time'}))} s of "
+             f"training per run (2 runs at a time on 2 cores, one thread each); seeds {seeds}.", "",
+             "## The method's claims", "",
+             "| claim | verdict | evidence |", "|---|---|---|"]
+    for claim, v, ev in claims(records):
+        lines.append(f"| {claim} | **{v}** | {ev} |")
+    lines += ["", "A claim is confirmed or refuted when the 95% interval of the difference excludes 0 (for the claims "
+              "of no difference, 'adds little' and 'matches', when it does not / does); each (task, seed) cell is "
+              "the mean over the configurations compared.", "",
+              "Columns: success = share of adapted samples with the target attribute (reader); preserved = share "
+              "whose other attributes match the frozen generator's sample of the same latent; valid = share that "
+              "pass the reader's re-render criterion; pixel success = the target attribute read from pixel "
+              "statistics, not the reader; fooled = share the worse teacher calls the target while the reader does "
+              "not; trained params = synthesis parameters updated per step (mean over selections).", ""]
     for task in TASKS:
         rows = sorted(g for g in summary if g[0] == task)
         if not rows:
             continue
         fig = plot_task(summary, task, doc.parent / "figures" / f"strategy-{task}.png")
         lines += [f"## {task}", "", f"![{task}](figures/{fig.name})", "",
-                  "| layers | weighting | source text | n | " + " | ".join(n for _, n, _ in METRICS) + " |",
-                  "|---|---|---|---|" + "---|" * len(METRICS)]
+                  "| layers | weighting | source | noise | budget | n | " + " | ".join(n for _, n, _ in METRICS) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(METRICS)]
         for g in rows:
             s = summary[g]
             n = max(v[2] for v in s.values())
-            cells = [f"{fmt.format(s[m][0])} ± {fmt.format(s[m][1])}" if m in s else "-" for m, _, fmt in METRICS]
-            lines.append(f"| {g[1]} | {g[2]} | {g[3]} | {n} | " + " | ".join(cells) + " |")
+            lines.append(f"| {g[1]} | {g[2]} | {g[3]} | {g[4]} | {g[5]} | {n} | "
+                         + " | ".join(cell(s, m, fmt) for m, _, fmt in METRICS) + " |")
         lines.append("")
+    doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))
+
+
+def plan(args) -> list[tuple]:
+    """The runs of the study: the full grid at equal steps (random noise), the strategies alone at equal
+    time, and the strategies under const noise (fixed weighting, static source)."""
+    runs = [(t, layer, w, s, "random", "steps", seed) for t, layer, w, s, seed in
+            itertools.product(args.tasks, args.layers, args.weightings, args.sources, args.seeds)]
+    if args.seconds > 0:
+        runs += [(t, layer, "fixed", "static", "random", "time", seed)
+                 for t, layer, seed in itertools.product(args.tasks, args.layers, args.seeds)]
+    if "const" in args.noise:
+        runs += [(t, layer, "fixed", "static", "const", "steps", seed)
+                 for t, layer, seed in itertools.product(args.tasks, args.layers, args.seeds)]
+    return list(dict.fromkeys(runs))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -132,41 +264,43 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--layers", nargs="+", default=LAYERS)
     ap.add_argument("--weightings", nargs="+", default=WEIGHTINGS)
     ap.add_argument("--sources", nargs="+", default=SOURCES)
-    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    ap.add_argument("--iters", type=int, default=60)
+    ap.add_argument("--noise", nargs="+", default=NOISE, help="noise modes ('const' adds the strategy rows)")
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--iters", type=int, default=None, help="steps per run (default: the demo's)")
+    ap.add_argument("--seconds", type=float, default=20.0, help="training seconds per run of the equal-time "
+                                                                 "budget (0: skip it)")
     ap.add_argument("--n-eval", type=int, default=128)
-    ap.add_argument("--lambda-l2", type=float, default=0.5,
-                    help="initial L2 weight for every configuration (learned weighting needs it > 0)")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time, one thread each")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "strategies.jsonl"))
     ap.add_argument("--doc", default=str(ROOT / "docs" / "strategy-study.md"))
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args(argv)
 
-    import torch
+    from stylenada.toy.demo import DemoConfig
 
-    from stylenada.utils.runtime import keep_freed_memory
-
-    keep_freed_memory()
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
+    iters = args.iters or DemoConfig.iters
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
-    done = {key(r) for r in records if r["iters"] == args.iters}
+    records = [r for r in records if (r["budget"] == "steps" and r["iters"] == iters)
+               or (r["budget"] == "time" and r["seconds"] == args.seconds)]
+    done = {key(r) for r in records}
     if not args.report_only:
-        todo = [c for c in itertools.product(args.tasks, args.layers, args.weightings, args.sources, args.seeds)
-                if c not in done]
+        todo = [c for c in plan(args) if c not in done]
         print(f"{len(todo)} runs to do ({len(done)} done)", flush=True)
-        for i, (task, layers, weighting, source, seed) in enumerate(todo):
-            t0 = time.perf_counter()
-            r = run_one(task, layers, weighting, source, seed, args.iters, args.n_eval, args.lambda_l2)
-            with open(results, "a") as f:
-                f.write(json.dumps(r) + "\n")
-            records.append(r)
-            print(f"[{i + 1}/{len(todo)}] {task:6s} {layers:22s} {weighting:7s} {source:7s} seed {seed}: "
-                  f"success {r['target_success']:.0%} preserved {r['preservation']:.0%} "
-                  f"diversity {r['diversity_ratio']:.2f} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        t_start = time.perf_counter()
+        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
+            futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval): c for c in todo}
+            for i, fut in enumerate(as_completed(futures)):
+                r = fut.result()
+                with open(results, "a") as f:
+                    f.write(json.dumps(r) + "\n")
+                records.append(r)
+                print(f"[{i + 1}/{len(todo)} {time.perf_counter() - t_start:.0f} s] {' '.join(map(str, key(r)))}: "
+                      f"success {r['target_success']:.0%} preserved {r['preservation']:.0%} valid "
+                      f"{r['valid_after']:.0%} ({r['train_seconds']:.0f} s, {r['steps']} steps)", flush=True)
     command = "python benchmarks/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_report([r for r in records if r["iters"] == args.iters], Path(args.doc), command.strip())
+    write_report(records, Path(args.doc), command.strip())
     print(f"wrote {args.doc}")
 
 

@@ -356,7 +356,7 @@ def test_local_file_gets_the_tags_preprocessing():
 def test_tiny_shapes_is_loaded_lazily(registered, tokenizer, monkeypatch):
     model = make_open_clip(seed=1)
     fake = types.ModuleType("stylenada.toy.tiny_clip")
-    fake.load_tiny_clip = lambda device="cpu": (model, tokenizer)
+    fake.load_tiny_clip = lambda device="cpu", name="tiny-shapes": (model, tokenizer)
     monkeypatch.setitem(sys.modules, "stylenada.toy.tiny_clip", fake)
     clip = load_clip("tiny-shapes@0.5")
     assert clip.model is model and clip.spec.weight == 0.5 and clip.name == "tiny-shapes"

@@ -354,3 +354,41 @@ def test_gan_training_rejects_bad_options_in_one_line(tmp_path):
             main(["--iters", "1", "--out", str(tmp_path / "g.safetensors"), *argv])
         assert str(e.value).startswith("error: ") and words in str(e.value)
     assert not (tmp_path / "g.safetensors").exists()
+
+
+# --- the second judge and the teachers' training pairs ----------------------------------------------------
+
+
+def test_pixel_statistics_read_the_task_attributes():
+    """The reader-free judge recovers colour, filled/outline and circle/square/other from renders."""
+    from stylenada.toy.render import Domain, render_batch
+    from stylenada.toy.tasks import pixel_attribute
+
+    imgs, attrs = render_batch(200, Domain(styles=("filled", "outline"), backgrounds=("white",)), 11)
+    colour = pixel_attribute(imgs, "colour")
+    style = pixel_attribute(imgs, "style")
+    assert sum(c == a.colour for c, a in zip(colour, attrs, strict=True)) >= 0.95 * len(attrs)
+    assert sum(s == a.style for s, a in zip(style, attrs, strict=True)) >= 0.95 * len(attrs)
+    filled = [i for i, a in enumerate(attrs) if a.style == "filled"]
+    shape = pixel_attribute(imgs[filled], "shape")
+    want = [a.shape if a.shape in ("circle", "square") else "other" for a in (attrs[i] for i in filled)]
+    assert sum(s == w for s, w in zip(shape, want, strict=True)) >= 0.95 * len(filled)
+    assert pixel_attribute(torch.ones(2, 3, 32, 32), "colour") == [None, None]  # nothing drawn
+
+
+def test_counterfactual_pairs_differ_in_one_thing():
+    from stylenada.toy.train_clip import counterfactual_batch, render_pairs
+
+    rng = torch.Generator().manual_seed(3)
+    attrs, pairs = counterfactual_batch(64, rng, 0.5)
+    assert len(attrs) == 64 and len(pairs) == 16 and {p.j for p in pairs} == set(range(48, 64))
+    images, others, t = render_pairs(attrs, pairs, rng)
+    for p in pairs:
+        a, b = attrs[p.i], attrs[p.j]
+        if p.kind in ("shape", "style"):
+            assert getattr(b, p.kind) == p.new != p.old == getattr(a, p.kind)
+            assert a.to_dict() | {p.kind: p.new} == b.to_dict()
+        else:
+            assert a == b and not torch.equal(images[p.i], images[p.j])
+        if p.kind == "colour":
+            assert others[p.j] == p.new and float(t[p.j]) == pytest.approx(p.t) and 0.2 <= p.t <= 1

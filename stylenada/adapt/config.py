@@ -28,6 +28,7 @@ class TrainConfig:
     templates: str = "imagenet"  # 'imagenet' (80 averaged), 'single' ("a photo of a {}"), 'none' (as given)
 
     iters: int = 300
+    max_seconds: float = 0.0  # stop after the step that passes this much training time (0: no limit)
     batch: int = 2
     lr: float = 0.002  # scaled by g_reg_every / (g_reg_every + 1), as the official code does
     g_reg_every: int = 4
@@ -139,7 +140,8 @@ class TrainConfig:
         for name in ("iters", "batch", "n_samples", "source_interval", "source_batch"):
             if getattr(self, name) < 1:
                 raise StylenadaError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr", "lambda_clip", "lambda_l2", "lambda_global", "lambda_lr", "truncation", "mixing"):
+        for name in ("lr", "lambda_clip", "lambda_l2", "lambda_global", "lambda_lr", "truncation", "mixing",
+                     "max_seconds"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise StylenadaError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {v}")

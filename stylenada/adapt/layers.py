@@ -57,6 +57,7 @@ class SelectionConfig:
     w_steps: int = 1  # W+ optimisation steps per selection (the paper's auto_layer_iters)
     w_batch: int = 8  # latents in the W+ optimisation (auto_layer_batch)
     w_lr: float = 0.01  # SGD step size of the W+ optimisation
+    w_loss: str = "global"  # what the W+ codes are optimised on: 'global' (official) or 'directional'
     chunk: int = 2  # latents per forward/backward pass in selection (gradients accumulate; saves memory)
     param_level: str = "element"  # adaptive_param: 'element' or 'tensor'
     param_fraction: float = 0.25  # adaptive_param: share of the candidate parameters (elements) that train
@@ -72,8 +73,11 @@ class Selection:
     fraction: dict[str, float] = field(default_factory=dict)  # share of each layer's parameters that trains
     scores: list[float] | None = None  # per W+ entry (adaptive) or per layer (adaptive_param)
 
+    trained_parameters: int = 0  # synthesis parameter elements that receive updates
+
     def to_json(self) -> dict:
-        return {"step": self.step, "layers": self.layers, "fraction": self.fraction, "scores": self.scores}
+        return {"step": self.step, "layers": self.layers, "fraction": self.fraction, "scores": self.scores,
+                "trained_parameters": self.trained_parameters}
 
 
 def trainable_layers(G: Generator, train_torgb: bool = False) -> dict[str, nn.Module]:
@@ -119,6 +123,8 @@ class LayerStrategy:
         # Entries that drive something trainable (without ToRGB training, the last drives nothing).
         self.entries = [i for i in range(num_ws) if layers_for_w_indices(G_train, [i], cfg.train_torgb)]
         self.k = len(self.entries) if cfg.k is None else min(cfg.k, len(self.entries))
+        if cfg.w_loss not in ("global", "directional"):
+            raise StylenadaError(f"--w-loss must be 'global' or 'directional', got {cfg.w_loss!r}")
         if cfg.interval < 1:
             raise StylenadaError(f"--selection-interval must be >= 1, got {cfg.interval}")
         self._hooks: list = []
@@ -134,7 +140,14 @@ class LayerStrategy:
     def select(self, step: int, objective: NadaObjective) -> Selection | None:
         if not self.due(step):
             return None
-        return self._select(step, objective)
+        selection = self._select(step, objective)
+        selection.trained_parameters = self.trained_parameters()
+        return selection
+
+    def trained_parameters(self) -> int:
+        """Synthesis parameter elements that train now (masked elements of adaptive_param excluded)."""
+        return sum(int(self._masks[n].sum()) if n in self._masks else p.numel()
+                   for n, p in self.G.synthesis.named_parameters() if p.requires_grad)
 
     def _select(self, step: int, objective: NadaObjective) -> Selection:
         raise NotImplementedError

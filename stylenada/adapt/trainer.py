@@ -158,7 +158,9 @@ class NadaObjective:
 
     def selection_loss(self, G_train: Generator, w: torch.Tensor, ws0: torch.Tensor) -> torch.Tensor:
         """Loss that the W+ codes are optimised on for layer selection: the global CLIP loss toward the
-        target text (the official choice); the directional loss in image-guided mode."""
+        target text (``w_loss='global'``, the official choice), or the directional loss between the
+        trainable generator's images of ``w`` and the frozen generator's of ``ws0`` (``'directional'``,
+        and always in image-guided mode)."""
         with self.autocast():
             img = G_train.synthesis(w, noise_mode="const").float()
         terms = []
@@ -166,7 +168,7 @@ class NadaObjective:
         for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
                                                    strict=True):
             e = model.encode_image(img)
-            if tgt is not None:
+            if tgt is not None and self.cfg.selection.w_loss == "global":
                 terms.append(weight * global_clip_loss(e, tgt))
             else:
                 if img_frozen is None:
@@ -395,6 +397,8 @@ class Trainer:
         t_start = time.perf_counter()
         first_step = self.step
         while self.step < cfg.iters:
+            if cfg.max_seconds and time.perf_counter() - t_start >= cfg.max_seconds:
+                break
             record = self.train_step()
             self.log(record)
             bar.set_postfix({"clip": f"{record['loss/clip']:.3f}", "l2": f"{record['loss/l2']:.4f}",

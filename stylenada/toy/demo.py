@@ -23,7 +23,10 @@ from ..viz.curves import load_records, plot_overview
 from .reader import load_reader
 from .tasks import get_task, sample_images, task_metrics
 
-GENERATOR = Path(__file__).parent / "weights" / "shapes_gan.safetensors"
+WEIGHTS = Path(__file__).parent / "weights"
+GENERATOR = WEIGHTS / "shapes_gan.safetensors"  # red filled shapes of four kinds on white
+GENERATORS = {"source": GENERATOR, "circles": WEIGHTS / "circles_gan.safetensors"}  # by source domain
+TEACHERS = ["tiny-shapes", "tiny-shapes-rn"]  # the ensemble that trains (two architectures, two seeds)
 
 
 @dataclass
@@ -41,7 +44,13 @@ class DemoConfig:
     seed: int = 0
     out: str = "runs/demo"
     n_eval: int = 256
-    generator: str = str(GENERATOR)  # the frozen source generator (default: the shipped one)
+    generator: str = ""  # the frozen source generator (default: the shipped one of the task's source domain)
+    clip: tuple[str, ...] = tuple(TEACHERS)
+    noise_mode: str = "random"
+    max_seconds: float = 0.0  # stop training after this much time (0: run every step)
+
+    def source_generator(self) -> str:
+        return self.generator or str(GENERATORS[get_task(self.task).source_domain])
 
 
 def free_run_dir(path: str | Path) -> Path:
@@ -65,16 +74,18 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     t0 = time.perf_counter()
     task = get_task(cfg.task)
     out = free_run_dir(cfg.out)
-    clip_models = load_clip_models(["tiny-shapes"], "cpu")
+    clip_models = load_clip_models(list(cfg.clip), "cpu")
+    generator = cfg.source_generator()
     train_cfg = TrainConfig(
-        generator=cfg.generator, source=task.source, target=task.target, out=str(out), clip=["tiny-shapes"],
+        generator=generator, source=task.source, target=task.target, out=str(out), clip=list(cfg.clip),
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
         weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
-        n_samples=8, sample_truncation=1.0, selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb))
+        n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,
+        selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb))
     result = adapt(train_cfg, clip_models=clip_models, progress=progress)
-    G_frozen, G_adapted = load_generator(cfg.generator), load_generator(result.generator_path)
-    metrics = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=clip_models[0][0], n=cfg.n_eval)
+    G_frozen, G_adapted = load_generator(generator), load_generator(result.generator_path)
+    metrics = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=[m for m, _ in clip_models], n=cfg.n_eval)
     metrics["train_seconds"] = result.metrics["seconds"]
     before, after = sample_images(G_frozen, 12, seed=100), sample_images(G_adapted, 12, seed=100)
     save_image(make_grid(torch.cat([before, after]), ncols=12), out / "before_after.png")

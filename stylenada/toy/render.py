@@ -75,6 +75,8 @@ DOMAINS: dict[str, Domain] = {
     "all": Domain(),
     "source": Domain(colours=("red",), styles=("filled",), backgrounds=("white",)),
     "warm": Domain(colours=("red", "orange", "yellow"), styles=("filled",), backgrounds=("white",)),
+    # The shape task's source domain: every sample is a circle, so "a circle" describes all of them.
+    "circles": Domain(shapes=("circle",), colours=("red",), styles=("filled",), backgrounds=("white",)),
 }
 
 

@@ -9,6 +9,10 @@ Every metric is computed on fixed latents and judged by the attribute reader (ne
   (1 = as varied as before, 0 = mode collapse);
 - Frechet distance, in the tiny CLIP's image space, to true renders of the target domain (the frozen
   generator's distance is reported beside it).
+
+Two checks that do not trust the reader: ``pixel_success`` reads the changed attribute from plain pixel
+statistics (:func:`pixel_attribute`), and ``fooled`` counts, for each teacher, the adapted samples that
+the teacher calls the target (zero-shot over the attribute's values) while the reader does not.
 """
 
 from __future__ import annotations
@@ -37,9 +41,11 @@ class ShapeTask:
     target: str  # target text
     attribute: str  # the attribute that should change
     target_value: str
+    source_domain: str = "source"  # the domain of the generator it adapts (see toy.render.DOMAINS)
 
-    def target_domain(self, source: Domain = DOMAINS["source"]) -> Domain:
+    def target_domain(self, source: Domain | None = None) -> Domain:
         """The source domain with the changed attribute fixed to its target value."""
+        source = DOMAINS[self.source_domain] if source is None else source
         field = {"shape": "shapes", "colour": "colours", "style": "styles", "background": "backgrounds"}[self.attribute]
         return dataclasses.replace(source, **{field: (self.target_value,)})
 
@@ -47,7 +53,8 @@ class ShapeTask:
 TASKS: dict[str, ShapeTask] = {
     "colour": ShapeTask("colour", "a red shape", "a blue shape", "colour", "blue"),
     "style": ShapeTask("style", "a filled shape", "an outline of a shape", "style", "outline"),
-    "shape": ShapeTask("shape", "a circle", "a square", "shape", "square"),
+    # On the circles-only generator, so that the source text is true of every source sample.
+    "shape": ShapeTask("shape", "a circle", "a square", "shape", "square", source_domain="circles"),
 }
 
 
@@ -85,6 +92,58 @@ def _disagreement(attrs: list[ShapeAttributes], exclude: str) -> float:
     return total / max(pairs, 1)
 
 
+def ink_masks(images: torch.Tensor, background: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, H, W] pixels that differ clearly from the background (white unless given [N, 3, 1, 1])."""
+    bg = torch.ones(len(images), 3, 1, 1) if background is None else background
+    return (images.float().clamp(-1, 1) - bg).abs().amax(dim=1) > 0.4
+
+
+def pixel_attribute(images: torch.Tensor, attribute: str) -> list[str | None]:
+    """The attribute read from plain pixel statistics, no network: a check beside the reader.
+
+    colour: the named colour nearest to the median colour of the ink pixels; style: 'outline' when an
+    erosion by one pixel removes most of the ink (a 1.6 px stroke), else 'filled'; shape: from the share
+    of the ink's bounding box that the ink covers (square ~1, circle ~0.79, cross and triangle ~0.5),
+    'square' above 0.89, 'circle' from 0.7, else 'other'. None where there is no ink.
+    """
+    from .render import COLOURS
+
+    imgs = images.float().clamp(-1, 1).cpu()
+    ink = ink_masks(imgs)
+    out: list[str | None] = []
+    table = torch.tensor(list(COLOURS.values()), dtype=torch.float32) / 127.5 - 1
+    for img, m in zip(imgs, ink, strict=True):
+        if m.sum() < 4:
+            out.append(None)
+            continue
+        if attribute == "colour":
+            colour = img[:, m].median(dim=1).values
+            out.append(list(COLOURS)[int((table - colour).square().sum(1).argmin())])
+        elif attribute == "style":
+            eroded = -F.max_pool2d(-m.float()[None, None], 3, stride=1, padding=1)[0, 0]
+            out.append("outline" if eroded.sum() < 0.35 * m.sum() else "filled")
+        elif attribute == "shape":
+            ys, xs = torch.nonzero(m, as_tuple=True)
+            box = (ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1)
+            fill = float(m.sum() / box)
+            out.append("square" if fill > 0.89 else "circle" if fill > 0.7 else "other")
+        else:
+            raise ValueError(f"no pixel statistic for {attribute!r}")
+    return out
+
+
+@torch.no_grad()
+def zero_shot(clip, images: torch.Tensor, attribute: str) -> list[str]:
+    """The teacher's own reading of ``attribute``: the value whose prompt is nearest in its space."""
+    from .render import attribute_prompts
+
+    prompts = attribute_prompts(attribute)
+    names = list(prompts)
+    text = torch.stack([clip.text_embedding(p, "none") for p in prompts.values()]).float().cpu()
+    img = clip_embeddings(clip, images)
+    return [names[i] for i in (img @ F.normalize(text, dim=-1).T).argmax(dim=1).tolist()]
+
+
 def clip_embeddings(clip, images: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([F.normalize(clip.encode_image(c), dim=-1).cpu() for c in images.split(128)])
@@ -92,7 +151,10 @@ def clip_embeddings(clip, images: torch.Tensor) -> torch.Tensor:
 
 def task_metrics(task: ShapeTask, G_frozen: Generator, G_adapted: Generator, reader: AttributeReader,
                  clip=None, n: int = 256, seed: int = 0) -> dict:
-    """Known-answer metrics of an adapted generator on ``n`` fixed latents (see the module docstring)."""
+    """Known-answer metrics of an adapted generator on ``n`` fixed latents (see the module docstring).
+
+    ``clip``: a teacher or a list of teachers (ClipModel); each gets a ``fooled`` rate, and the first
+    gives the Frechet distances."""
     before, after = sample_images(G_frozen, n, seed), sample_images(G_adapted, n, seed)
     err_b, attrs_b = reader.validity(before)
     err_a, attrs_a = reader.validity(after)
@@ -108,7 +170,17 @@ def task_metrics(task: ShapeTask, G_frozen: Generator, G_adapted: Generator, rea
         "valid_before": float((err_b < VALID_MAX_ERROR).float().mean()),
         "valid_after": float((err_a < VALID_MAX_ERROR).float().mean()),
     }
-    if clip is not None:
+    pixel = pixel_attribute(after, task.attribute)
+    out["pixel_success"] = sum(v == task.target_value for v in pixel) / n
+    out["pixel_success_before"] = sum(v == task.target_value for v in pixel_attribute(before, task.attribute)) / n
+    reader_says = [getattr(a, task.attribute) == task.target_value for a in attrs_a]
+    teachers = [] if clip is None else (list(clip) if isinstance(clip, (list, tuple)) else [clip])
+    out["fooled"] = {}
+    for teacher in teachers:
+        says = [v == task.target_value for v in zero_shot(teacher, after, task.attribute)]
+        out["fooled"][teacher.name] = sum(c and not r for c, r in zip(says, reader_says, strict=True)) / n
+    if teachers:
+        clip = teachers[0]
         real, _ = render_batch(n, task.target_domain(), seed + 1, size=before.shape[-1])
         e_real = clip_embeddings(clip, real)
         out["frechet_clip"] = frechet_distance(clip_embeddings(clip, after), e_real)

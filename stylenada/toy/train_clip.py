@@ -86,7 +86,7 @@ def add_glow(images: torch.Tensor, attrs, rng: torch.Generator, share: float) ->
 
 def add_nuisance(images: torch.Tensor, attrs, rng: torch.Generator, share: float) -> torch.Tensor:
     """Caption-preserving photometric changes for ``share`` of the images: the object's colour made up to
-    25% darker or lighter, the background tinted toward a random colour (up to 25%), or a smooth
+    45% darker or 25% lighter, the background tinted toward a random colour (up to 25%), or a smooth
     low-frequency colour field over the whole image (up to 15%).
 
     These are the cheap edits by which a generator adapted with a directional CLIP loss fools its teacher
@@ -103,9 +103,10 @@ def add_nuisance(images: torch.Tensor, attrs, rng: torch.Generator, share: float
     bg = background_colours(attrs)
     obj = ((images - bg).abs().amax(dim=1, keepdim=True) > 0.05).float()
     out = images.clone()
-    # object brightness: toward black (-1) or white (+1) by up to 25%
-    toward = torch.where(torch.rand(n, 1, 1, 1, generator=rng) < 0.5, -1.0, 1.0)
-    t = 0.25 * torch.rand(n, 1, 1, 1, generator=rng)
+    # object brightness: toward black (-1) by up to 45% or white (+1) by up to 25%
+    darker = torch.rand(n, 1, 1, 1, generator=rng) < 0.5
+    toward = torch.where(darker, -1.0, 1.0)
+    t = torch.where(darker, 0.45, 0.25) * torch.rand(n, 1, 1, 1, generator=rng)
     bright = images + obj * t * (toward - images)
     # background tint: blend the background pixels toward a random colour
     colour = torch.rand(n, 3, 1, 1, generator=rng) * 2 - 1
@@ -123,39 +124,100 @@ def add_nuisance(images: torch.Tensor, attrs, rng: torch.Generator, share: float
 
 
 COUNTERFACTUAL_ATTRIBUTES = {"shape": SHAPES, "colour": tuple(COLOURS), "style": STYLES}
+PAIR_KINDS = (*COUNTERFACTUAL_ATTRIBUTES, "nuisance")
+
+
+@dataclasses.dataclass
+class Pair:
+    """Images ``i`` and ``j`` of a batch that differ in one attribute (``kind``), or by a caption-preserving
+    nuisance (``kind='nuisance'``). Colour pairs are graded: j's object is blended toward the new colour by
+    ``t`` (1: the full new colour)."""
+
+    i: int
+    j: int
+    kind: str
+    old: str = ""
+    new: str = ""
+    t: float = 1.0
 
 
 def counterfactual_batch(n: int, rng: torch.Generator, share: float):
-    """``n`` records of which ``round(share * n / 2)`` pairs differ in exactly one attribute (shape,
-    colour or style): minimal pairs that the contrastive loss must tell apart by that attribute alone.
+    """``n`` records of which ``round(share * n / 2)`` pairs differ in exactly one attribute (shape, colour
+    or style) or by a nuisance: minimal pairs, which the contrastive loss must tell apart by that attribute
+    alone, and on which the directional and invariance terms are taken.
 
-    Returns (records, pairs) with ``pairs`` a list of (i, j, attribute) for record j = record i changed.
+    Returns (records, pairs); for colour pairs record j keeps the old colour (the blend is applied to the
+    image by :func:`render_pairs`, and the captions count it through soft labels).
     """
     from .render import DOMAINS, sample_attributes
 
     n_pairs = round(share * n / 2)
     attrs = sample_attributes(n - n_pairs, DOMAINS["all"], rng)
     pairs = []
-    for i in range(n_pairs):
-        attribute = list(COUNTERFACTUAL_ATTRIBUTES)[int(torch.randint(3, (), generator=rng))]
-        values = [v for v in COUNTERFACTUAL_ATTRIBUTES[attribute] if v != getattr(attrs[i], attribute)]
+    for i in range(n - 2 * n_pairs, n - n_pairs):  # the paired images are the last 2 * n_pairs
+        kind = PAIR_KINDS[int(torch.randint(len(PAIR_KINDS), (), generator=rng))]
+        if kind == "nuisance":
+            attrs.append(attrs[i])
+            pairs.append(Pair(i, len(attrs) - 1, kind))
+            continue
+        old = getattr(attrs[i], kind)
+        values = [v for v in COUNTERFACTUAL_ATTRIBUTES[kind] if v != old]
         new = values[int(torch.randint(len(values), (), generator=rng))]
-        attrs.append(dataclasses.replace(attrs[i], **{attribute: new}))
-        pairs.append((i, len(attrs) - 1, attribute))
+        t = 1.0
+        if kind == "colour":
+            t = float(0.2 + 0.8 * torch.rand((), generator=rng))
+            attrs.append(attrs[i])
+        else:
+            attrs.append(dataclasses.replace(attrs[i], **{kind: new}))
+        pairs.append(Pair(i, len(attrs) - 1, kind, old, new, t))
     return attrs, pairs
 
 
-def direction_loss(model, tokenizer, img: torch.Tensor, attrs, pairs) -> torch.Tensor:
-    """``1 - cos(E(x') - E(x), T(v') - T(v))`` over the counterfactual pairs (x -> x' changes one attribute
-    from v to v'; T of the attribute's zero-shot prompts, image embeddings unit-norm): the geometry that
-    the directional loss of StyleGAN-NADA relies on, asked of the teacher on true renders."""
-    if not pairs:
-        return img.new_zeros(())
-    prompts = {a: attribute_prompts(a) for a in COUNTERFACTUAL_ATTRIBUTES}
-    texts = [prompts[a][getattr(attrs[k], a)] for i, j, a in pairs for k in (i, j)]
-    t = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(pairs), 2, -1)
-    i, j = torch.tensor([p[0] for p in pairs]), torch.tensor([p[1] for p in pairs])
-    return (1 - F.cosine_similarity(img[j] - img[i], t[:, 1] - t[:, 0], dim=-1)).mean()
+def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """Renders of ``attrs`` with the pairs' colour blends and nuisances applied to their second images.
+
+    Returns (images, others, t) in the form :func:`soft_matches` takes (the blended colour and its share).
+    """
+    images = render(attrs)
+    n = len(attrs)
+    others: list[str | None] = [None] * n
+    t = torch.zeros(n)
+    table = {c: torch.tensor(v, dtype=torch.float32).view(3, 1, 1) / 127.5 - 1 for c, v in COLOURS.items()}
+    for p in pairs:
+        if p.kind == "colour":
+            from .render import background_colours
+
+            bg = background_colours([attrs[p.j]])[0]
+            d = table[p.old] - bg
+            coverage = ((images[p.j] - bg) * d).sum(0, keepdim=True) / d.square().sum().clamp_min(1e-6)
+            images[p.j] = images[p.j] + (table[p.new] - table[p.old]) * p.t * coverage.clamp(0, 1)
+            others[p.j], t[p.j] = p.new, p.t
+        elif p.kind == "nuisance":
+            images[p.j] = add_nuisance(images[p.j : p.j + 1], [attrs[p.j]], rng, 1.0)[0]
+    return images, others, t
+
+
+def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair]) -> torch.Tensor:
+    """On attribute pairs, ``1 - cos(E(x_j) - E(x_i), T(new) - T(old))`` (T of the attribute's zero-shot
+    prompts, image embeddings unit-norm): the geometry that StyleGAN-NADA's directional loss relies on,
+    asked of the teacher on true renders, graded colour blends included. On nuisance pairs, ``1 - cos(E(x_i),
+    E(x_j))``: a caption-preserving change should barely move the embedding, so that the loss's gradient
+    has no component along it (darkening a red object is not a step toward blue)."""
+    attribute_pairs = [p for p in pairs if p.kind != "nuisance"]
+    nuisance_pairs = [p for p in pairs if p.kind == "nuisance"]
+    terms = []
+    if attribute_pairs:
+        prompts = {a: attribute_prompts(a) for a in COUNTERFACTUAL_ATTRIBUTES}
+        texts = [prompts[p.kind][v] for p in attribute_pairs for v in (p.old, p.new)]
+        t = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(attribute_pairs), 2, -1)
+        i = torch.tensor([p.i for p in attribute_pairs])
+        j = torch.tensor([p.j for p in attribute_pairs])
+        terms.append((1 - F.cosine_similarity(img[j] - img[i], t[:, 1] - t[:, 0], dim=-1)).sum())
+    if nuisance_pairs:
+        i = torch.tensor([p.i for p in nuisance_pairs])
+        j = torch.tensor([p.j for p in nuisance_pairs])
+        terms.append((1 - (img[i] * img[j]).sum(-1)).sum())
+    return torch.stack(terms).sum() / max(len(pairs), 1) if terms else img.new_zeros(())
 
 
 def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
@@ -249,12 +311,17 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
     t0 = time.perf_counter()
     for step in tqdm(range(cfg.steps), desc="train tiny CLIP", disable=not progress):
         attrs, pairs = counterfactual_batch(cfg.batch, rng, cfg.counterfactual)
-        images = render(attrs)
+        images, others, t = render_pairs(attrs, pairs, rng)
         caps = [caption(a, rng) for a in attrs]
         texts = tokenizer([c for c, _ in caps])
-        images, others, t = mix_colours(images, attrs, rng, cfg.colour_mix)
+        # The other augmentations touch the unpaired images only, so that a pair differs by its one change.
+        free = len(attrs) - 2 * len(pairs)
+        free_imgs, free_others, free_t = mix_colours(images[:free], attrs[:free], rng, cfg.colour_mix)
+        free_imgs = add_nuisance(add_glow(free_imgs, attrs[:free], rng, cfg.glow), attrs[:free], rng, cfg.nuisance)
+        images = torch.cat([free_imgs, images[free:]])
+        others = free_others + others[free:]
+        t = torch.cat([free_t, t[free:]])
         match = soft_matches([m for _, m in caps], attrs, others, t)
-        images = add_nuisance(add_glow(images, attrs, rng, cfg.glow), attrs, rng, cfg.nuisance)
         img = F.normalize(model.encode_image(model_input(model, augment(images, rng, cfg.noise))), dim=-1)
         txt = F.normalize(model.encode_text(texts), dim=-1)
         logits = model.logit_scale.exp() * img @ txt.T  # [images, captions]
@@ -264,7 +331,7 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         loss_t = -(target_t * F.log_softmax(logits.T, dim=1)).sum(1).mean()
         loss = (loss_i + loss_t) / 2
         if cfg.direction_weight > 0:
-            loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, attrs, pairs)
+            loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, pairs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
