@@ -79,7 +79,7 @@ def infer_config(sd: dict[str, torch.Tensor], path: Path) -> GeneratorConfig:
     try:
         n_mlp = len([k for k in sd if re.fullmatch(r"style\.\d+\.weight", k)])
         w_dim, z_dim = sd["style.1.weight"].shape
-        lr_mul = 0.01  # rosinality's default; not recorded in the file
+        lr_mul = ROSINALITY_LR_MUL  # not recorded in the file (the writer rescales to it)
         n_rgbs = len([k for k in sd if re.fullmatch(r"to_rgbs\.\d+\.bias", k)])
         resolution = 2 ** (n_rgbs + 2)
         channels = {4: sd["conv1.conv.weight"].shape[1]}
@@ -132,11 +132,18 @@ def to_native(sd: dict[str, torch.Tensor], latent_avg: torch.Tensor | None,
     return out
 
 
+ROSINALITY_LR_MUL = 0.01  # the mapping's learning-rate multiplier that every reader of the format assumes
+
+
 def from_native(sd: dict[str, torch.Tensor], cfg: GeneratorConfig) -> dict[str, torch.Tensor]:
+    """Native state dict -> rosinality ``g_ema``. The format does not record the mapping's lr multiplier
+    and is read with 0.01, so the stored mapping parameters are rescaled to give the same layer outputs
+    under 0.01 (equalised lr: the run-time weight is ``stored * lr_mul / sqrt(fan_in)``)."""
     out: dict[str, torch.Tensor] = {}
+    rescale = cfg.mapping_lr_mul / ROSINALITY_LR_MUL
     for i in range(cfg.mapping_layers):
-        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"]
-        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"]
+        out[f"style.{i + 1}.weight"] = sd[f"mapping.fc{i}.weight"] * rescale
+        out[f"style.{i + 1}.bias"] = sd[f"mapping.fc{i}.bias"] * rescale
     out["input.input"] = sd["synthesis.b4.const"][None]
     blur = _standard_kernel() * 4  # rosinality stores the upsampling blur pre-multiplied by factor**2
     noise_idx = 0
@@ -173,6 +180,10 @@ def _load(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
 
 def _save(G: Generator, path: Path) -> None:
     cfg = G.cfg
+    if cfg.img_channels != 3 or tuple(cfg.resample_filter) != (1, 3, 3, 1):
+        raise CheckpointError(
+            f"{path}: rosinality's format holds RGB generators with the [1,3,3,1] filter only (this one has "
+            f"{cfg.img_channels} channels, filter {list(cfg.resample_filter)}): save it as native .safetensors")
     standard = cfg.channel_max == 512 and cfg.channel_base % 16384 == 0
     if not standard:
         log.warning("this generator's channel counts match no rosinality channel_multiplier; the file loads "
