@@ -1,6 +1,15 @@
 """stylenada: text-driven domain adaptation of StyleGAN2 generators with CLIP (StyleGAN-NADA).
 
 Importing the package is cheap; the public functions load their modules on first use.
+
+    import stylenada
+    G = stylenada.load_generator("stylegan2-ffhq-config-f.pt")
+    result = stylenada.train(stylenada.TrainConfig(generator="stylegan2-ffhq-config-f.pt", source="photo",
+                                                   target="pencil sketch", out="runs/sketch"))
+    result.generator                      # the adapted generator (loaded from result.generator_path)
+    stylenada.resume("runs/sketch", iters=600)
+
+The subpackages (``stylenada.adapt``, ``stylenada.clip``, ``stylenada.models``, ...) hold the rest.
 """
 
 from __future__ import annotations
@@ -9,25 +18,29 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_LAZY = {
-    "load_generator": "stylenada.formats",
-    "save_generator": "stylenada.formats",
-    "inspect_checkpoint": "stylenada.formats",
-    "Generator": "stylenada.models.stylegan2",
-    "GeneratorConfig": "stylenada.models.stylegan2",
-    "Discriminator": "stylenada.models.stylegan2",
-    "DiscriminatorConfig": "stylenada.models.stylegan2",
-    "StylenadaError": "stylenada.errors",
-    "adapt": "stylenada.adapt.trainer",
-    "resume": "stylenada.adapt.trainer",
-    "TrainConfig": "stylenada.adapt.config",
-    "edit": "stylenada.invert",
-    "load_encoder": "stylenada.invert",
+_LAZY = {  # public name -> (module, attribute)
+    "load_generator": ("stylenada.formats", "load_generator"),
+    "save_generator": ("stylenada.formats", "save_generator"),
+    "inspect_checkpoint": ("stylenada.formats", "inspect_checkpoint"),
+    "Generator": ("stylenada.models.stylegan2", "Generator"),
+    "GeneratorConfig": ("stylenada.models.stylegan2", "GeneratorConfig"),
+    "Discriminator": ("stylenada.models.stylegan2", "Discriminator"),
+    "DiscriminatorConfig": ("stylenada.models.stylegan2", "DiscriminatorConfig"),
+    "StylenadaError": ("stylenada.errors", "StylenadaError"),
+    "train": ("stylenada.adapt.trainer", "adapt"),  # not 'adapt': that name is the subpackage's
+    "AdaptResult": ("stylenada.adapt.trainer", "AdaptResult"),
+    "SelectionConfig": ("stylenada.adapt.layers", "SelectionConfig"),
+    "resume": ("stylenada.adapt.trainer", "resume"),
+    "TrainConfig": ("stylenada.adapt.config", "TrainConfig"),
+    "edit": ("stylenada.invert", "edit"),
+    "load_encoder": ("stylenada.invert", "load_encoder"),
 }
 
 if TYPE_CHECKING:
     from .adapt.config import TrainConfig
-    from .adapt.trainer import adapt, resume
+    from .adapt.layers import SelectionConfig
+    from .adapt.trainer import AdaptResult, resume
+    from .adapt.trainer import adapt as train
     from .errors import StylenadaError
     from .formats import inspect_checkpoint, load_generator, save_generator
     from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -37,8 +50,13 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        module, attribute = _LAZY[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'stylenada' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 __all__ = sorted(_LAZY)

@@ -91,3 +91,34 @@ def test_train_errors(tiny_generator, tmp_path, capsys):
         assert err.strip().count("\n") == 0, err
     code, _, err = run(capsys, "train", "--layers", "bogus")
     assert code == 2 and "bogus" in err
+
+
+def test_readme_python_snippet_runs(tmp_path, monkeypatch, tiny_generator, random_clip):
+    """The README's Python API block, as written, with its checkpoint a tiny random generator, its CLIP a tiny
+    random one and 2 steps instead of 300 (the only substitutions)."""
+    import re
+    from pathlib import Path
+
+    import stylenada
+    from conftest import save_test_clip
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    stylenada.save_generator(tiny_generator, tmp_path / "stylegan2-ffhq-config-f.pt")
+    spec = save_test_clip(random_clip, tmp_path)
+    code = block.replace('"ViT-B-32:openai"', repr(spec))
+    code = re.sub(r"iters=300", "iters=2", code).replace("iters=600", "iters=3")
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert isinstance(namespace["adapted"], stylenada.Generator)
+    assert (tmp_path / "runs" / "sketch" / "generator.safetensors").exists()
+    assert {"train", "resume", "TrainConfig", "SelectionConfig", "load_generator"} <= set(dir(stylenada))
+
+
+def test_python_dash_m_runs_the_cli():
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "stylenada", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "demo" in out.stdout

@@ -70,6 +70,8 @@ class TrainConfig:
             v = getattr(self, name)
             if v is not None and not isinstance(v, str):
                 setattr(self, name, str(v))
+        if isinstance(self.selection, dict):
+            self.selection = SelectionConfig(**self.selection)
         if isinstance(self.clip, str):
             self.clip = [self.clip]
         else:

@@ -37,9 +37,16 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 
 @dataclass
 class AdaptResult:
+    """What a finished run gives: its folder, the adapted generator's file and summary metrics."""
+
     run_dir: Path
     generator_path: Path
     metrics: dict
+
+    @property
+    def generator(self) -> Generator:
+        """The adapted generator, loaded from ``generator_path`` (CPU)."""
+        return load_generator(self.generator_path)
 
 
 class NadaObjective:
