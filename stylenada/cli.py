@@ -267,34 +267,40 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
 
 @cli.command()
 @click.option("--task", type=click.Choice(["colour", "style", "shape"]), default="colour", show_default=True,
-              help="colour: red -> blue; style: filled -> outline; shape: circle -> square.")
-@click.option("--layers", default="adaptive", show_default=True, help="Layer strategy (see `train --help`).")
-@click.option("--weighting", default="fixed", show_default=True)
-@click.option("--iters", type=int, default=150, show_default=True)
-@click.option("--k", type=int, default=8, show_default=True, help="W+ entries (layers) the strategy may choose.")
-@click.option("--train-torgb/--no-train-torgb", default=True, show_default=True,
-              help="Also train the ToRGB layers of the chosen entries (where colour lives).")
-@click.option("--lambda-l2", type=float, default=None,
-              help="Weight of the L2 term [default: 0.5; 1 with learned or constrained weighting].")
+              help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
+@click.option("--layers", default=None, help="Layer strategy (see `train --help`) [default: the demo's].")
+@click.option("--weighting", default=None, help="fixed, learned or constrained [default: fixed].")
+@click.option("--iters", type=int, default=None, help="Training steps [default: the demo's].")
+@click.option("--k", type=int, default=None, help="W+ entries (of 8) the late and adaptive strategies train.")
+@click.option("--lambda-l2", type=float, default=None, help="Weight of the L2 term [default: the demo's].")
+@click.option("--noise-mode", type=click.Choice(["random", "const"]), default=None, help="[default: random]")
+@click.option("--source-text", type=click.Choice(["static", "dynamic"]), default=None, help="[default: static]")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run folder (a numbered sibling is used if it exists).")
 @user_errors
-def demo(task: str, layers: str, weighting: str, iters: int, k: int, train_torgb: bool, lambda_l2: float | None,
-         out: Path) -> None:
-    """Adapt the shipped shapes-world generator on the CPU (under a minute) and report known-answer metrics."""
+def demo(task: str, out: Path, **options) -> None:
+    """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
     from .adapt.layers import STRATEGIES
+    from .adapt.weighting import WEIGHTINGS
     from .toy.demo import DemoConfig, run_demo
 
-    if layers not in STRATEGIES:
-        raise StylenadaError(f"unknown layer strategy {layers!r}; choose one of {', '.join(STRATEGIES)}")
-    if lambda_l2 is None:
-        lambda_l2 = DemoConfig.lambda_l2 if weighting == "fixed" else 1.0
-    m = run_demo(DemoConfig(task=task, layers=layers, weighting=weighting, iters=iters, k=k, train_torgb=train_torgb,
-                            lambda_l2=lambda_l2, out=str(out)))
-    click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {layers} layers, {iters} steps")
-    click.echo(f"target success   {m['target_success_before']:.0%} -> {m['target_success']:.0%}")
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("layers", "adaptive") not in STRATEGIES:
+        raise StylenadaError(f"unknown layer strategy {given['layers']!r}; choose one of {', '.join(STRATEGIES)}")
+    if given.get("weighting", "fixed") not in WEIGHTINGS:
+        raise StylenadaError(f"unknown weighting {given['weighting']!r}; choose one of {', '.join(WEIGHTINGS)}")
+    cfg = DemoConfig(task=task, out=str(out), **given)
+    m = run_demo(cfg)
+    click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
+    click.echo(f"target success   {m['target_success_before']:.0%} -> {m['target_success']:.0%}"
+               f"   (pixel statistics: {m['pixel_success_before']:.0%} -> {m['pixel_success']:.0%})")
     click.echo(f"preservation     {m['preservation']:.0%}")
+    click.echo(f"valid images     {m['valid_before']:.0%} -> {m['valid_after']:.0%}")
     click.echo(f"diversity ratio  {m['diversity_ratio']:.2f}")
+    if m.get("fooled"):
+        click.echo("teacher fooled   " + ", ".join(f"{k} {v:.0%}" for k, v in m["fooled"].items())
+                   + "  (teacher says target, reader says not)")
     if "frechet_clip" in m:
         click.echo(f"Frechet (CLIP)   {m['frechet_clip_before']:.3f} -> {m['frechet_clip']:.3f}"
                    "  (distance to true target renders)")

@@ -1,5 +1,6 @@
 """The resampling and modulated-convolution ops against textbook definitions."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -29,8 +30,10 @@ def test_upfirdn2d_matches_definition():
         torch.testing.assert_close(got, want)
 
 
-def test_modulated_conv_equals_per_sample_weights():
-    """Batched 'modulate activations' form == convolving each sample with its own demodulated weight."""
+@pytest.mark.parametrize("form", ["grouped", "scaled"])
+def test_modulated_conv_equals_per_sample_weights(form):
+    """Both forms (one grouped conv of per-sample weights; activations scaled around one shared conv) ==
+    convolving each sample with its own demodulated weight."""
     torch.manual_seed(0)
     n, i, o = 3, 5, 4
     x = torch.randn(n, i, 8, 8, dtype=torch.float64)
@@ -38,7 +41,7 @@ def test_modulated_conv_equals_per_sample_weights():
     s = torch.randn(n, i, dtype=torch.float64)
     f = setup_filter([1, 3, 3, 1]).double()
     for up in (1, 2):
-        got = modulated_conv2d(x, w, s, demodulate=True, up=up, padding=1, resample_filter=f)
+        got = modulated_conv2d(x, w, s, demodulate=True, up=up, padding=1, resample_filter=f, form=form)
         outs = []
         for b in range(n):
             wb = w * s[b].view(1, i, 1, 1)
@@ -55,3 +58,15 @@ def test_modulated_conv_equals_per_sample_weights():
         want = torch.cat(outs)
         assert got.shape == want.shape == (n, o, 8 * up, 8 * up)
         torch.testing.assert_close(got, want)
+
+
+def test_modulated_conv_forms_agree_in_float32_and_without_demodulation():
+    torch.manual_seed(1)
+    x, w, s = torch.randn(4, 16, 8, 8), torch.randn(8, 16, 3, 3), torch.randn(4, 16)
+    f = setup_filter([1, 3, 3, 1])
+    for up, demod in ((1, True), (2, True), (1, False)):
+        a = modulated_conv2d(x, w, s, demodulate=demod, up=up, padding=1, resample_filter=f, form="grouped")
+        b = modulated_conv2d(x, w, s, demodulate=demod, up=up, padding=1, resample_filter=f, form="scaled")
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="form"):
+        modulated_conv2d(x, w, s, form="fused")

@@ -390,5 +390,8 @@ def test_counterfactual_pairs_differ_in_one_thing():
             assert a.to_dict() | {p.kind: p.new} == b.to_dict()
         else:
             assert a == b and not torch.equal(images[p.i], images[p.j])
+        if p.kind == "nuisance":
+            own, other = p.new.split("|")
+            assert getattr(a, p.old) == own != other
         if p.kind == "colour":
             assert others[p.j] == p.new and float(t[p.j]) == pytest.approx(p.t) and 0.2 <= p.t <= 1

@@ -96,6 +96,12 @@ def bias_act(
     return x
 
 
+# Which form of the modulated convolution each device type uses (see ``modulated_conv2d``); measured with
+# ``benchmarks/generator.py --modconv grouped scaled``. Unknown device types use "scaled", NVIDIA's choice
+# for training on GPUs.
+MODCONV_FORM = {"cpu": "scaled", "cuda": "scaled"}
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -104,13 +110,15 @@ def modulated_conv2d(
     up: int = 1,
     padding: int = 0,
     resample_filter: torch.Tensor | None = None,
+    form: str | None = None,
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution: each sample is convolved with its own weight ``w * s``,
     normalised so every output channel has unit norm when ``demodulate`` (weight demodulation).
 
-    Computed as one grouped convolution over the batch (groups = N), which on CPU is faster than
-    "modulate activations, shared convolution, scale outputs" (it saves two passes over the largest
-    tensors) and gives the same numbers.
+    Two forms give the same numbers (tested): ``"grouped"`` builds every sample's weight and runs one
+    grouped convolution over the batch (groups = N); ``"scaled"`` scales the activations by the styles,
+    runs one convolution with the shared weight and scales the outputs by the demodulation coefficients
+    (NVIDIA's form for training). ``form=None`` takes the device's entry of ``MODCONV_FORM``.
 
     x: [N, I, H, W]; weight: [O, I, k, k]; styles: [N, I]. With ``up=2`` the output is [N, O, 2H, 2W]:
     a transposed stride-2 convolution followed by the FIR filter.
@@ -118,19 +126,33 @@ def modulated_conv2d(
     n, i, h, w = x.shape
     o, i2, kh, kw = weight.shape
     assert i == i2 and styles.shape == (n, i), (x.shape, weight.shape, styles.shape)
-    wm = weight.unsqueeze(0) * styles.view(n, 1, i, 1, 1)  # [N, O, I, k, k]
-    if demodulate:
-        wm = wm * (wm.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
-    wm = wm.to(x.dtype)
-    xg = x.reshape(1, n * i, h, w)
-    if up == 1:
-        y = F.conv2d(xg, wm.reshape(n * o, i, kh, kw), padding=padding, groups=n)
+    form = form or MODCONV_FORM.get(x.device.type, "scaled")
+    if form == "grouped":
+        wm = weight.unsqueeze(0) * styles.view(n, 1, i, 1, 1)  # [N, O, I, k, k]
+        if demodulate:
+            wm = wm * (wm.square().sum(dim=[2, 3, 4], keepdim=True) + 1e-8).rsqrt()
+        wm = wm.to(x.dtype)
+        xg = x.reshape(1, n * i, h, w)
+        if up == 1:
+            y = F.conv2d(xg, wm.reshape(n * o, i, kh, kw), padding=padding, groups=n)
+        else:
+            y = F.conv_transpose2d(xg, wm.transpose(1, 2).reshape(n * i, o, kh, kw), stride=2, groups=n)
+        y = y.reshape(n, o, y.shape[2], y.shape[3])
+    elif form == "scaled":
+        y = x * styles.to(x.dtype).view(n, i, 1, 1)
+        wt = weight.to(x.dtype)
+        y = F.conv2d(y, wt, padding=padding) if up == 1 else F.conv_transpose2d(y, wt.transpose(0, 1), stride=2)
+        if demodulate:
+            # [N, O]: 1 / |w * s| over each output channel's inputs and taps
+            d = (weight.square().sum(dim=[2, 3]).unsqueeze(0) * styles.square().unsqueeze(1)).sum(dim=2)
+            y = y * (d + 1e-8).rsqrt().to(y.dtype).view(n, o, 1, 1)
     else:
+        raise ValueError(f"unknown modulated-conv form {form!r}: 'grouped' or 'scaled'")
+    if up != 1:
         assert up == 2 and resample_filter is not None
-        y = F.conv_transpose2d(xg, wm.transpose(1, 2).reshape(n * i, o, kh, kw), stride=2, groups=n)
         fw = resample_filter.numel()
         # Padding that makes (transposed conv + FIR) equal to "upsample, filter, conv with `padding`".
         p0 = padding + (fw + up - 1) // 2 - (kw - 1)
         p1 = padding + (fw - up) // 2 - (kw - up)
         y = upfirdn2d(y, resample_filter, pad=(p0, p1), gain=up**2)
-    return y.reshape(n, o, y.shape[2], y.shape[3])
+    return y

@@ -129,9 +129,10 @@ PAIR_KINDS = (*COUNTERFACTUAL_ATTRIBUTES, "nuisance")
 
 @dataclasses.dataclass
 class Pair:
-    """Images ``i`` and ``j`` of a batch that differ in one attribute (``kind``), or by a caption-preserving
-    nuisance (``kind='nuisance'``). Colour pairs are graded: j's object is blended toward the new colour by
-    ``t`` (1: the full new colour)."""
+    """Images ``i`` and ``j`` of a batch that differ in one attribute (``kind``: ``old`` -> ``new``), or by a
+    caption-preserving nuisance (``kind='nuisance'``; ``old`` names an attribute and ``new`` is "value|other",
+    a text direction the change must stay orthogonal to). Colour pairs are graded: j's object is blended
+    toward the new colour by ``t`` (1: the full new colour)."""
 
     i: int
     j: int
@@ -157,8 +158,14 @@ def counterfactual_batch(n: int, rng: torch.Generator, share: float):
     for i in range(n - 2 * n_pairs, n - n_pairs):  # the paired images are the last 2 * n_pairs
         kind = PAIR_KINDS[int(torch.randint(len(PAIR_KINDS), (), generator=rng))]
         if kind == "nuisance":
+            # The text direction it must stay orthogonal to: from the image's value of a random attribute to
+            # another value (stored as old = attribute, new = "value|other").
+            attribute = list(COUNTERFACTUAL_ATTRIBUTES)[int(torch.randint(3, (), generator=rng))]
+            own = getattr(attrs[i], attribute)
+            values = [v for v in COUNTERFACTUAL_ATTRIBUTES[attribute] if v != own]
+            other = values[int(torch.randint(len(values), (), generator=rng))]
             attrs.append(attrs[i])
-            pairs.append(Pair(i, len(attrs) - 1, kind))
+            pairs.append(Pair(i, len(attrs) - 1, kind, attribute, f"{own}|{other}"))
             continue
         old = getattr(attrs[i], kind)
         values = [v for v in COUNTERFACTUAL_ATTRIBUTES[kind] if v != old]
@@ -201,8 +208,9 @@ def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair]) -> to
     """On attribute pairs, ``1 - cos(E(x_j) - E(x_i), T(new) - T(old))`` (T of the attribute's zero-shot
     prompts, image embeddings unit-norm): the geometry that StyleGAN-NADA's directional loss relies on,
     asked of the teacher on true renders, graded colour blends included. On nuisance pairs, ``1 - cos(E(x_i),
-    E(x_j))``: a caption-preserving change should barely move the embedding, so that the loss's gradient
-    has no component along it (darkening a red object is not a step toward blue)."""
+    E(x_j))`` plus the squared cosine of the change with an attribute's text direction: a caption-preserving
+    change should barely move the embedding, and not along any attribute (darkening a red object, or tinting
+    the background, is not a step toward blue)."""
     attribute_pairs = [p for p in pairs if p.kind != "nuisance"]
     nuisance_pairs = [p for p in pairs if p.kind == "nuisance"]
     terms = []
@@ -217,6 +225,12 @@ def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair]) -> to
         i = torch.tensor([p.i for p in nuisance_pairs])
         j = torch.tensor([p.j for p in nuisance_pairs])
         terms.append((1 - (img[i] * img[j]).sum(-1)).sum())
+        # ... and what is left of the change must not point along any attribute's text direction: squared
+        # cosine with the direction from the image's own value to another (chosen per pair by ``new``).
+        prompts = {a: attribute_prompts(a) for a in COUNTERFACTUAL_ATTRIBUTES}
+        texts = [prompts[p.old][v] for p in nuisance_pairs for v in p.new.split("|")]
+        t = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(nuisance_pairs), 2, -1)
+        terms.append(F.cosine_similarity(img[j] - img[i], t[:, 1] - t[:, 0], dim=-1).square().sum())
     return torch.stack(terms).sum() / max(len(pairs), 1) if terms else img.new_zeros(())
 
 
