@@ -99,8 +99,9 @@ def test_readme_python_snippet_runs(tmp_path, monkeypatch, tiny_generator, rando
     import re
     from pathlib import Path
 
-    import stylenada
     from conftest import save_test_clip
+
+    import stylenada
 
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     block = readme.split("## Python API", 1)[1].split("```python", 1)[1].split("```", 1)[0]
