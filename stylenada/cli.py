@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from .errors import StylenadaError
+from .utils.rundir import RunDir
 
 
 def user_errors(fn):
@@ -346,7 +347,7 @@ def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None
                           metrics=list(metric_names) or None, device=device)
     click.echo(format_table(result))
     if out is None and run_or_ckpt.is_dir():
-        out = run_or_ckpt / "eval.json"
+        out = RunDir(run_or_ckpt).eval
     if out is not None:
         atomic_write_text(out, json.dumps(result, indent=2))
         click.echo(f"wrote {out}")
@@ -388,11 +389,11 @@ def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, 
     if len(sources) != 1:
         raise StylenadaError(f"the runs start from different generators ({', '.join(sorted(sources))}): "
                              "give runs of one source generator")
-    missing = [str(run) for run in run_dirs if not (run / "generator.safetensors").is_file()]
+    missing = [str(run) for run in run_dirs if not RunDir(run).generator.is_file()]
     if missing:
         raise StylenadaError(f"no generator.safetensors in {', '.join(missing)}: the run has not finished")
     G_source = load_generator(sources.pop(), device=device)
-    adapted = [load_generator(run / "generator.safetensors", device=device) for run in run_dirs]
+    adapted = [load_generator(RunDir(run).generator, device=device) for run in run_dirs]
     out = out or run_dirs[0] / f"{kind}.mp4"
     if kind == "walk":
         n = latent_walk_video(G_source, adapted, out, n_keyframes=keyframes, frames_per_transition=frames,

@@ -77,9 +77,9 @@ def test_training_curves_and_layer_heatmap_of_a_run(tiny_run, tmp_path):
     assert load_records(tiny_run / "metrics.jsonl") == records
     mat, steps = layer_matrix(records, names)
     assert mat.shape == (len(names), 3) and steps == [0, 1, 2]
-    for j, r in enumerate(records):  # each step trains exactly the layers its selection named (no ToRGB)
+    for j, r in enumerate(records):  # each step trains exactly the layers its selection named
         trained = {names[i] for i in np.flatnonzero(mat[:, j])}
-        assert trained == set(r["selection"]["layers"]) and not any(n.endswith("torgb") for n in trained)
+        assert trained == set(r["selection"]["layers"])
 
 
 def records_all_strategy(n: int = 5, learned: bool = False) -> list[dict]:

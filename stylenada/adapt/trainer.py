@@ -23,6 +23,7 @@ from ..formats.native import load_tensors
 from ..models.stylegan2 import Generator, mix_styles
 from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
+from ..utils.rundir import RunDir
 from ..utils.runtime import keep_freed_memory
 from .config import TrainConfig
 from .layers import LayerStrategy, make_strategy
@@ -222,11 +223,12 @@ class Trainer:
     def __init__(self, cfg: TrainConfig, clip_models: list | None = None, resume: bool = False):
         cfg.validate()
         self.cfg = cfg
-        self.run_dir = Path(cfg.out)
+        self.rundir = RunDir(Path(cfg.out))
+        self.run_dir = self.rundir.path
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()
-        if not resume and (self.run_dir / "config.json").exists():
+        if not resume and RunDir.is_run(self.run_dir):
             raise StylenadaError(f"{self.run_dir} already holds a run: pass --resume {self.run_dir} to continue "
                                  "it, or choose another --out")
         torch.manual_seed(cfg.seed)  # the generators' random noise uses the global generator
@@ -324,11 +326,11 @@ class Trainer:
         if self._writer is None and self.cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+            self._writer = SummaryWriter(str(self.rundir.tensorboard))
         return self._writer
 
     def log(self, record: dict) -> None:
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        with open(self.rundir.metrics, "a") as f:
             f.write(json.dumps(record) + "\n")
         w = self.writer()
         if w is not None:
@@ -340,9 +342,9 @@ class Trainer:
 
     def checkpoint(self) -> Path:
         """Write generator + optimiser + weighting + strategy + RNG state for ``--resume``; atomic."""
-        ck = self.run_dir / "checkpoints"
         name = f"step{self.step:06d}"
-        save_generator(self.G_train, ck / f"{name}.safetensors")
+        weights, state_path = self.rundir.checkpoint(name)
+        save_generator(self.G_train, weights)
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -352,31 +354,28 @@ class Trainer:
             "torch_rng": torch.get_rng_state(),
             "source": self.objective.source,
         }
-        atomic_write(ck / f"{name}.state.pt", lambda p: torch.save(state, p))
-        atomic_write_text(ck / "latest.json", json.dumps({"step": self.step, "name": name}))
+        atomic_write(state_path, lambda p: torch.save(state, p))
+        atomic_write_text(self.rundir.latest, json.dumps({"step": self.step, "name": name}))
         self.prune_checkpoints()
-        return ck / f"{name}.safetensors"
+        return weights
 
     def prune_checkpoints(self) -> None:
         """Keep the newest ``keep_checkpoints`` checkpoints (0 keeps all); older ones are deleted."""
         keep = self.cfg.keep_checkpoints
         if keep <= 0:
             return
-        ck = self.run_dir / "checkpoints"
-        steps = sorted(p.name[: -len(".safetensors")] for p in ck.glob("step*.safetensors"))
+        steps = sorted(p.name[: -len(".safetensors")] for p in self.rundir.checkpoints.glob("step*.safetensors"))
         for name in steps[:-keep]:
-            for suffix in (".safetensors", ".state.pt"):
-                (ck / f"{name}{suffix}").unlink(missing_ok=True)
+            for path in self.rundir.checkpoint(name):
+                path.unlink(missing_ok=True)
 
     def restore(self) -> None:
-        ck = self.run_dir / "checkpoints"
-        latest = ck / "latest.json"
-        if not latest.exists():
+        name = self.rundir.latest_checkpoint()
+        if name is None:
             raise StylenadaError(f"{self.run_dir} has no checkpoint to resume from (checkpoints/latest.json)")
-        name = json.loads(latest.read_text())["name"]
-        tensors = load_tensors(ck / f"{name}.safetensors")
-        self.G_train.load_state_dict(tensors)
-        state = torch.load(ck / f"{name}.state.pt", map_location="cpu", weights_only=True)
+        weights, state_path = self.rundir.checkpoint(name)
+        self.G_train.load_state_dict(load_tensors(weights))
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.weighting.load_state_dict(state["weighting"])
         self.strategy.load_state_dict(state["strategy"])
@@ -385,7 +384,7 @@ class Trainer:
         self.objective.set_source(state["source"])
         self.step = int(state["step"])
         # Keep the log consistent with the resumed state: drop records past the checkpoint.
-        mpath = self.run_dir / "metrics.jsonl"
+        mpath = self.rundir.metrics
         if mpath.exists():
             kept = [ln for ln in mpath.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
             atomic_write_text(mpath, "".join(ln + "\n" for ln in kept))
@@ -395,10 +394,10 @@ class Trainer:
 
         cfg = self.cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(self.run_dir / "config.json")
-        (self.run_dir / "samples").mkdir(exist_ok=True)
+        cfg.save(self.rundir.config)
+        self.rundir.samples.mkdir(exist_ok=True)
         if self.step == 0:
-            save_image(self.sample_grid(), self.run_dir / "samples" / "step000000.png")
+            save_image(self.sample_grid(), self.rundir.sample(0))
         bar = tqdm(total=cfg.iters, initial=self.step, desc="adapt", unit="it", disable=not progress,
                    dynamic_ncols=True)
         t_start = time.perf_counter()
@@ -412,25 +411,25 @@ class Trainer:
                              **{f"λ{k}": f"{v:.3g}" for k, v in self.weighting.lambdas().items()}})
             bar.update(1)
             if cfg.sample_every and self.step % cfg.sample_every == 0:
-                save_image(self.sample_grid(), self.run_dir / "samples" / f"step{self.step:06d}.png")
+                save_image(self.sample_grid(), self.rundir.sample(self.step))
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.iters:
                 self.checkpoint()
         bar.close()
         elapsed = time.perf_counter() - t_start
         self.checkpoint()
-        gen_path = self.run_dir / "generator.safetensors"
+        gen_path = self.rundir.generator
         save_generator(self.G_train, gen_path)
         if cfg.export_rosinality:
-            save_generator(self.G_train, self.run_dir / "generator.pt")
-        save_image(self.sample_grid(), self.run_dir / "samples" / "final.png")
+            save_generator(self.G_train, self.rundir.generator_pt)
+        save_image(self.sample_grid(), self.rundir.sample("final"))
         metrics = self.summary(elapsed, self.step - first_step)
-        atomic_write_text(self.run_dir / "summary.json", json.dumps(metrics, indent=2))
+        atomic_write_text(self.rundir.summary, json.dumps(metrics, indent=2))
         if self._writer is not None:
             self._writer.close()
         return AdaptResult(self.run_dir, gen_path, metrics)
 
     def summary(self, elapsed: float, steps: int) -> dict:
-        records = [json.loads(ln) for ln in (self.run_dir / "metrics.jsonl").read_text().splitlines() if ln]
+        records = self.rundir.records()
         last = records[-min(10, len(records)):]
         mean = lambda k: sum(r[k] for r in last) / len(last)  # noqa: E731
         return {
@@ -454,12 +453,9 @@ def adapt(config: TrainConfig | dict, clip_models: list | None = None, progress:
 def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | None = None,
            progress: bool = True) -> AdaptResult:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new ``iters``)."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise StylenadaError(f"{run_dir} is not a run folder (no config.json)")
-    cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    cfg.out = str(run_dir)
+    run = RunDir.open(run_dir)
+    cfg = TrainConfig.from_dict(run.load_config())
+    cfg.out = str(run.path)
     if iters is not None:
         cfg.iters = iters
     trainer = Trainer(cfg, clip_models=clip_models, resume=True)

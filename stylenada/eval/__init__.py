@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import StylenadaError
+from ..utils.rundir import RunDir
 from .metrics import METRICS, EvalContext
 
 
@@ -31,19 +32,13 @@ def resolve_target(run_or_ckpt: str | Path, source_generator: str | None = None,
     """A run folder supplies its frozen generator, texts and CLIP models; a checkpoint needs them given."""
     path = Path(run_or_ckpt)
     if path.is_dir():
-        cfg_path = path / "config.json"
-        if not cfg_path.exists():
-            raise StylenadaError(f"{path} is not a run folder (no config.json): pass a run folder or a checkpoint")
-        cfg = json.loads(cfg_path.read_text())
-        adapted = path / "generator.safetensors"
-        if not adapted.exists():
-            latest = path / "checkpoints" / "latest.json"
-            if not latest.exists():
-                raise StylenadaError(f"{path} has no generator yet (no generator.safetensors or checkpoint): "
-                                     "let the run finish or resume it")
-            adapted = path / "checkpoints" / f"{json.loads(latest.read_text())['name']}.safetensors"
-        summary = path / "summary.json"
-        final_source = json.loads(summary.read_text()).get("source_text") if summary.exists() else None
+        run = RunDir.open(path)
+        cfg = run.load_config()
+        adapted = run.adapted_generator()
+        if adapted is None:
+            raise StylenadaError(f"{path} has no generator yet (no generator.safetensors or checkpoint): "
+                                 "let the run finish or resume it")
+        final_source = json.loads(run.summary.read_text()).get("source_text") if run.summary.exists() else None
         return EvalTarget(adapted, Path(source_generator or cfg["generator"]),
                           source or final_source or cfg.get("source"), target or cfg.get("target"),
                           clip or cfg.get("clip") or ["ViT-B-32:openai"], templates or cfg.get("templates", "imagenet"),
@@ -110,7 +105,7 @@ def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, so
         raise StylenadaError(f"{t.adapted} ({G_adapted.resolution} px) was not adapted from {t.frozen} "
                              f"({G_frozen.resolution} px): pass the right --source-generator")
     models = clip_models if clip_models is not None else load_clip_models(t.clip, device)
-    ref = load_target_images(reference, G_frozen.resolution) if reference is not None else None
+    ref = load_target_images(reference) if reference is not None else None
     ctx = EvalContext(sample_images(G_frozen, n, seed, truncation), sample_images(G_adapted, n, seed, truncation),
                       models, t.source, t.target, t.templates, ref, face_identity=_face_identity(faces, G_frozen))
     names = metrics or list(METRICS)

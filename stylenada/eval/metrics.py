@@ -91,7 +91,7 @@ class EvalContext:
     source: str | None
     target: str | None
     templates: str = "imagenet"
-    reference: torch.Tensor | None = None  # reference-domain images, for Frechet distance and KID
+    reference: torch.Tensor | list[torch.Tensor] | None = None  # reference-domain images (any sizes): Frechet, KID
     face_identity: object | None = None  # a FaceIdentity (faces only): adds identity similarity
     _cache: dict = field(default_factory=dict, repr=False)
 
@@ -101,8 +101,9 @@ class EvalContext:
             model = self.clip_models[index][0]
             images = {"frozen": self.images_frozen, "adapted": self.images_adapted,
                       "reference": self.reference}[which]
+            chunks = images.split(32) if isinstance(images, torch.Tensor) else images  # a list: one image each
             with torch.no_grad():
-                self._cache[key] = torch.cat([model.encode_image(c).float().cpu() for c in images.split(32)])
+                self._cache[key] = torch.cat([model.encode_image(c).float().cpu() for c in chunks])
         return self._cache[key]
 
     def model_names(self) -> list[str]:

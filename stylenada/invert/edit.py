@@ -19,12 +19,12 @@ from PIL import Image
 
 from ..errors import StylenadaError
 from ..models.stylegan2 import Generator
+from ..utils.rundir import RunDir
 from .align import AlignConfig, align_face, as_pil
 from .encoders import Encoder, load_encoder, resize_images
 from .optimize import Inversion, ProjectConfig, invert
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
-RUN_GENERATOR = "generator.safetensors"
 
 
 # --- generators -------------------------------------------------------------------------------------------
@@ -34,10 +34,11 @@ def resolve_generator_path(path: str | os.PathLike) -> Path:
     """A checkpoint path; a run folder (as written by ``stylenada train``) stands for its generator.safetensors."""
     p = Path(path)
     if p.is_dir():
-        if (p / RUN_GENERATOR).is_file():
-            return p / RUN_GENERATOR
-        raise StylenadaError(f"{p} is a folder without {RUN_GENERATOR}: pass a finished run folder of `stylenada "
-                             "train` or a generator checkpoint file")
+        run = RunDir(p)
+        if run.generator.is_file():
+            return run.generator
+        raise StylenadaError(f"{p} is a folder without {run.generator.name}: pass a finished run folder of "
+                             "`stylenada train` or a generator checkpoint file")
     return p
 
 
@@ -50,11 +51,10 @@ def load_any_generator(path: str | os.PathLike, device: str | torch.device = "cp
 
 def recorded_source(path: str | os.PathLike) -> Path | None:
     """The source generator a run folder's config.json names (None for checkpoints or when absent)."""
-    cfg = Path(path) / "config.json"
-    if not cfg.is_file():
+    if not RunDir.is_run(path):
         return None
     try:
-        gen = json.loads(cfg.read_text()).get("generator")
+        gen = RunDir(Path(path)).load_config().get("generator")
     except (OSError, json.JSONDecodeError, AttributeError):
         return None
     return Path(gen) if gen else None

@@ -19,6 +19,7 @@ from ..adapt.trainer import adapt, load_clip_models
 from ..formats import load_generator
 from ..utils.images import make_grid, save_image
 from ..utils.io import atomic_write_text
+from ..utils.rundir import RunDir
 from ..viz.curves import load_records, plot_overview
 from .reader import load_reader
 from .tasks import get_task, sample_images, task_metrics
@@ -89,8 +90,8 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     metrics["train_seconds"] = result.metrics["seconds"]
     before, after = sample_images(G_frozen, 12, seed=100), sample_images(G_adapted, 12, seed=100)
     save_image(make_grid(torch.cat([before, after]), ncols=12), out / "before_after.png")
-    save_training_curves(out / "metrics.jsonl", out / "curves.png")
+    save_training_curves(RunDir(out).metrics, out / "curves.png")
     metrics["total_seconds"] = time.perf_counter() - t0
-    atomic_write_text(out / "demo_metrics.json", json.dumps(metrics, indent=2))
+    atomic_write_text(RunDir(out).demo_metrics, json.dumps(metrics, indent=2))
     metrics["run_dir"] = str(out)
     return metrics

@@ -11,17 +11,15 @@ from matplotlib.figure import Figure
 
 from ..errors import StylenadaError
 from ..utils.io import atomic_write
+from ..utils.rundir import RunDir
 
 
 def load_config(run_dir: str | Path) -> dict:
     """A run's ``config.json``; StylenadaError for a folder that is not a run."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise StylenadaError(f"{run_dir} is not a run folder (no config.json): pass the --out folder of "
-                             "`stylenada train`")
-    cfg = json.loads(path.read_text())
+    run = RunDir.open(run_dir)
+    cfg = run.load_config()
     if not isinstance(cfg, dict) or "generator" not in cfg:
-        raise StylenadaError(f"{path} is not a stylenada run config (it names no generator)")
+        raise StylenadaError(f"{run.config} is not a stylenada run config (it names no generator)")
     return cfg
 
 
@@ -29,10 +27,10 @@ def load_records(run: str | Path) -> list[dict]:
     """The per-step records of a run folder (or of a ``metrics.jsonl`` path itself)."""
     path = Path(run)
     if path.is_dir() or not path.suffix:
-        path = path / "metrics.jsonl"
+        path = RunDir(path).metrics
     if not path.is_file():
-        raise StylenadaError(f"{run} is not a run folder (no metrics.jsonl): pass the --out folder of "
-                             "`stylenada train`")
+        raise StylenadaError(f"{run} is not a run folder (no metrics.jsonl): pass the --out folder of a "
+                             "`stylenada train` or `stylenada demo` run")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -210,7 +208,7 @@ def run_layer_names(run_dir: str | Path, records: list[dict] | None = None) -> l
     from ..formats import load_generator
 
     run_dir = Path(run_dir)
-    for path in (run_dir / "generator.safetensors", load_config(run_dir)["generator"]):
+    for path in (RunDir(run_dir).generator, load_config(run_dir)["generator"]):
         try:
             return synthesis_layer_names(load_generator(path))
         except (StylenadaError, OSError):

@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..utils.io import atomic_write_text
+from ..utils.rundir import RunDir
 from .curves import load_config, load_records, plot_training_curves, run_layer_names
 
 SECTIONS = {"config": "Configuration", "metrics": "Metrics", "curves": "Training curves",
@@ -100,15 +101,16 @@ def section_html(sid: str, body: str) -> str:
 def metrics_html(run_dir: Path) -> str:
     """Tables of summary.json, eval.json (``stylenada evaluate``) and demo_metrics.json, where present."""
     parts = []
-    for name in ("summary.json", "eval.json", "demo_metrics.json"):
-        path = run_dir / name
+    run = RunDir(run_dir)
+    for path in (run.summary, run.eval, run.demo_metrics):
+        name = path.name
         if path.is_file():
             try:
                 table = table_html(json.loads(path.read_text()))
             except (json.JSONDecodeError, AttributeError) as e:
                 table = note_html(f"unreadable: {e}")
             parts.append(f"<div><h3>{name}</h3>{table}</div>")
-    missing = "" if (run_dir / "eval.json").is_file() else note_html(
+    missing = "" if run.eval.is_file() else note_html(
         f"no eval.json: run `stylenada evaluate {run_dir}` to add evaluation metrics")
     return f'<div class="cols">{"".join(parts)}</div>{missing}'
 
@@ -120,14 +122,15 @@ def directions_html(run_dir: Path, cfg: dict, clip_specs: list[str] | None, devi
     from ..formats import load_generator
     from .directions import direction_data, plot_directions
 
-    if not (run_dir / "generator.safetensors").is_file():
-        return note_html("no generator.safetensors yet: the run has not finished")
+    run = RunDir(run_dir)
+    if not run.generator.is_file():
+        return note_html(f"no {run.generator.name} yet: the run has not finished")
     if not cfg.get("target"):
         return note_html("the run followed target images, not a target text: no text direction to draw")
     specs = list(clip_specs or cfg.get("clip") or ["ViT-B-32:openai"])
     try:
         G_frozen = load_generator(cfg["generator"], device=device)
-        G_adapted = load_generator(run_dir / "generator.safetensors", device=device)
+        G_adapted = load_generator(run.generator, device=device)
         clip_model = load_clip_models(specs[:1], device)[0][0]
     except Exception as e:  # any failure to load becomes a visible note, not a failed report
         return note_html(f"CLIP directions not drawn: could not load the generators or CLIP {specs[0]!r} "
@@ -143,19 +146,20 @@ def directions_html(run_dir: Path, cfg: dict, clip_specs: list[str] | None, devi
 
 def _final_source(run_dir: Path) -> str | None:
     """The source text the run ended with (dynamic source text re-captions), from summary.json."""
-    path = run_dir / "summary.json"
+    path = RunDir(run_dir).summary
     return json.loads(path.read_text()).get("source_text") if path.is_file() else None
 
 
 def samples_html(run_dir: Path) -> str:
     """The final before/after grid, then every ``samples/step*.png`` in step order."""
     parts = []
-    for path, what in ((run_dir / "samples" / "final.png", "final"), (run_dir / "before_after.png", "demo")):
+    run = RunDir(run_dir)
+    for path, what in ((run.sample("final"), "final"), (run.path / "before_after.png", "demo")):
         if path.is_file():
             parts.append(f"<h3>Before / after ({what})</h3>"
                          + figure_html(path, f"{path.name}: frozen generator on top, adapted below (same latents).",
                                        pixelated=True, width=display_width(path, 1000)))
-    steps = sorted((run_dir / "samples").glob("step*.png"))
+    steps = sorted(run.samples.glob("step*.png"))
     if steps:
         figs = "".join(figure_html(p, f"step {int(p.stem[4:]) if p.stem[4:].isdigit() else p.stem}", pixelated=True,
                                    width=display_width(p, 500)) for p in steps)
