@@ -267,51 +267,6 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
 
 
 @cli.command()
-@click.option("--task", type=click.Choice(["colour", "style", "shape"]), default="colour", show_default=True,
-              help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
-@click.option("--layers", default=None, help="Layer strategy (see `train --help`) [default: the demo's].")
-@click.option("--weighting", default=None, help="fixed, learned or constrained [default: fixed].")
-@click.option("--iters", type=int, default=None, help="Training steps [default: the demo's].")
-@click.option("--k", type=int, default=None, help="W+ entries (of 8) the late and adaptive strategies train.")
-@click.option("--lambda-l2", type=float, default=None, help="Weight of the L2 term [default: the demo's].")
-@click.option("--noise-mode", type=click.Choice(["random", "const"]), default=None, help="[default: random]")
-@click.option("--source-text", type=click.Choice(["static", "dynamic"]), default=None, help="[default: static]")
-@click.option("--seed", type=int, default=None, help="[default: 0]")
-@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
-              help="Run folder (a numbered sibling is used if it exists).")
-@user_errors
-def demo(task: str, out: Path, **options) -> None:
-    """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
-    from .adapt.layers import STRATEGIES
-    from .adapt.weighting import WEIGHTINGS
-    from .toy.demo import DemoConfig, run_demo
-
-    given = {k: v for k, v in options.items() if v is not None}
-    if given.get("layers", "adaptive") not in STRATEGIES:
-        raise StylenadaError(f"unknown layer strategy {given['layers']!r}; choose one of {', '.join(STRATEGIES)}")
-    if given.get("weighting", "fixed") not in WEIGHTINGS:
-        raise StylenadaError(f"unknown weighting {given['weighting']!r}; choose one of {', '.join(WEIGHTINGS)}")
-    cfg = DemoConfig(task=task, out=str(out), **given)
-    m = run_demo(cfg)
-    click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
-    click.echo(f"target success   {m['target_success_before']:.0%} -> {m['target_success']:.0%}"
-               f"   (pixel statistics: {m['pixel_success_before']:.0%} -> {m['pixel_success']:.0%})")
-    click.echo(f"preservation     {m['preservation']:.0%}")
-    click.echo(f"valid images     {m['valid_before']:.0%} -> {m['valid_after']:.0%}")
-    click.echo(f"diversity ratio  {m['diversity_ratio']:.2f}")
-    if m.get("fooled"):
-        click.echo("teacher fooled   " + ", ".join(f"{k} {v:.0%}" for k, v in m["fooled"].items())
-                   + "  (teacher says target, reader says not)")
-    if "frechet_clip" in m:
-        click.echo(f"Frechet (CLIP)   {m['frechet_clip_before']:.3f} -> {m['frechet_clip']:.3f}"
-                   "  (distance to true target renders)")
-    click.echo(f"time             {m['total_seconds']:.1f} s")
-    run_dir = Path(m["run_dir"])
-    click.echo(f"wrote {run_dir / 'before_after.png'} (top: before, bottom: after), "
-               f"{run_dir / 'demo_metrics.json'}, {run_dir / 'curves.png'}")
-
-
-@cli.command()
 @click.argument("run_or_ckpt", type=click.Path(path_type=Path))
 @click.option("--source-generator", default=None, help="Frozen generator (needed when RUN_OR_CKPT is a checkpoint).")
 @click.option("--source", default=None, help="Source text (default: the run's).")
@@ -323,7 +278,7 @@ def demo(task: str, out: Path, **options) -> None:
 @click.option("--truncation", type=float, default=1.0, show_default=True)
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Folder of target-domain images: adds Frechet distance and KID in CLIP space.")
-@click.option("--task", "shapes_task", type=click.Choice(["colour", "style", "shape"]), default=None,
+@click.option("--task", "task", default=None,
               help="Shapes-world task for the known-answer metrics (detected from the texts by default).")
 @click.option("--metric", "metric_names", multiple=True, help="Only these metrics (default: all).")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
@@ -332,7 +287,7 @@ def demo(task: str, out: Path, **options) -> None:
 @user_errors
 def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None, target: str | None,
              clip_specs: tuple[str, ...], templates: str | None, n: int, seed: int, truncation: float,
-             reference: Path | None, shapes_task: str | None, metric_names: tuple[str, ...], out: Path | None,
+             reference: Path | None, task: str | None, metric_names: tuple[str, ...], out: Path | None,
              device: str) -> None:
     """Metrics of an adapted generator against its frozen source, printed and written as JSON."""
     import json
@@ -343,7 +298,7 @@ def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None
 
     result = run_evaluate(run_or_ckpt, source_generator=source_generator, source=source, target=target,
                           clip=list(clip_specs) or None, templates=templates, n=n, seed=seed,
-                          truncation=truncation, reference=reference, shapes_task=shapes_task,
+                          truncation=truncation, reference=reference, task=task,
                           metrics=list(metric_names) or None, device=device)
     click.echo(format_table(result))
     if out is None and run_or_ckpt.is_dir():
@@ -401,6 +356,16 @@ def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, 
     else:
         n = cross_model_video(G_source, adapted, out, frames=frames, seed=seed, truncation=truncation, fps=fps)
     click.echo(f"wrote {out} ({n} frames at {fps:g} fps)")
+
+
+def _load_plugin_commands() -> None:
+    """Plugins add their commands to ``cli`` when loaded (the shapes world adds ``demo``)."""
+    from .plugins import load_plugins
+
+    load_plugins()
+
+
+_load_plugin_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -81,7 +81,7 @@ def test_collapsed_generator_has_diversity_ratio_near_zero(tiny_generator, tmp_p
 
 
 def test_reference_folder_adds_frechet_and_kid(tiny_generator, tmp_path, random_clip):
-    from stylenada.toy.tasks import sample_images
+    from stylenada.models.sampling import sample_images
     from stylenada.utils.images import save_image
 
     src = save_generator(tiny_generator, tmp_path / "g.safetensors")

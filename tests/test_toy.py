@@ -385,7 +385,8 @@ def test_counterfactual_pairs_differ_in_one_thing():
     images, others, t = render_pairs(attrs, pairs, rng)
     for p in pairs:
         a, b = attrs[p.i], attrs[p.j]
-        if p.kind in ("shape", "style"):
+        graded = p.kind == "colour" or (p.kind == "style" and {p.old, p.new} == {"filled", "outline"})
+        if p.kind in ("shape", "style") and not graded:
             assert getattr(b, p.kind) == p.new != p.old == getattr(a, p.kind)
             assert a.to_dict() | {p.kind: p.new} == b.to_dict()
         else:
@@ -393,5 +394,21 @@ def test_counterfactual_pairs_differ_in_one_thing():
         if p.kind == "nuisance":
             own, other = p.new.split("|")
             assert getattr(a, p.old) == own != other
-        if p.kind == "colour":
-            assert others[p.j] == p.new and float(t[p.j]) == pytest.approx(p.t) and 0.2 <= p.t <= 1
+        if graded:
+            assert others[p.j] in (p.new, {p.kind: p.new}) and float(t[p.j]) == pytest.approx(p.t) and 0.2 <= p.t <= 1
+
+
+def test_partly_filled_outlines_are_soft_labelled():
+    from stylenada.toy.render import ShapeAttributes, render
+    from stylenada.toy.train_clip import mix_fill, soft_matches
+
+    attrs = [ShapeAttributes("circle", "red", "outline", 0.5, 0.0, 0.0)] * 8
+    images = render(attrs)
+    mixed, others, t = mix_fill(images, attrs, [None] * 8, torch.zeros(8), torch.Generator().manual_seed(0), 1.0)
+    filled = render([ShapeAttributes("circle", "red", "filled", 0.5, 0.0, 0.0)])[0]
+    i = int(torch.argmax(t))
+    assert others[i] == {"style": "filled"} and 0 < float(t[i]) < 1
+    torch.testing.assert_close(mixed[i], images[i] + t[i] * (filled - images[i]))  # the interior partly filled
+    w = soft_matches([{"style": "outline"}, {"style": "filled"}, {"shape": "circle"}], [attrs[i]], [others[i]],
+                     t[i : i + 1])[0]
+    torch.testing.assert_close(w, torch.tensor([1 - t[i], t[i], 1.0]))

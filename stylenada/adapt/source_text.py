@@ -14,22 +14,27 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 
-# Built-in candidates, by the generator's domain.
+# Built-in candidates, by the generator's domain (plugins add theirs with register_candidates).
 CANDIDATES: dict[str, list[str]] = {
     "faces": ["photo", "a photo of a face", "a photo of a person", "a portrait photo", "a photo of a man",
               "a photo of a woman", "a close-up photo of a face", "a face", "a human face", "a selfie"],
     "cars": ["photo", "a photo of a car", "a car", "a car on a road", "a photo of a vehicle", "a parked car"],
     "churches": ["photo", "a photo of a church", "a church", "a building", "a photo of a cathedral"],
     "animals": ["photo", "a photo of a dog", "a photo of a cat", "a photo of an animal", "a pet", "a dog", "a cat"],
-    "shapes": ["a shape", "a filled shape", "a red shape", "an orange shape", "a yellow shape",
-               "a filled red shape", "a circle", "a square", "a triangle", "a cross",
-               "a shape on a white background", "a red circle", "a red square"],
     "general": ["photo", "a photo", "an image", "a picture", "a painting", "a drawing", "a sketch", "a rendering"],
 }
 
 
+def register_candidates(name: str, captions: list[str]) -> None:
+    """Add a named list of candidate captions (``--source-candidates NAME``)."""
+    CANDIDATES[name] = list(captions)
+
+
 def candidate_list(spec: str | list[str] | None) -> list[str]:
     """Candidates from a built-in list name, a comma-separated string, or a list."""
+    from ..plugins import load_plugins
+
+    load_plugins()
     if spec is None:
         spec = "general"
     if isinstance(spec, str):

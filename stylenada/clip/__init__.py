@@ -4,13 +4,14 @@ open_clip itself is imported only when a model is loaded.
 """
 
 from .models import (
-    TINY_CLIP_NAME,
+    CLIP_SOURCES,
     ClipEnsemble,
     ClipModel,
     ClipSpec,
     load_clip,
     load_clip_ensemble,
     parse_clip_spec,
+    register_clip_source,
     text_direction,
     text_embedding,
 )
@@ -21,7 +22,7 @@ __all__ = [
     "IMAGENET_TEMPLATES",
     "SINGLE_TEMPLATE",
     "TEMPLATE_SETS",
-    "TINY_CLIP_NAME",
+    "CLIP_SOURCES",
     "ClipEnsemble",
     "ClipModel",
     "ClipSpec",
@@ -30,6 +31,7 @@ __all__ = [
     "load_clip_ensemble",
     "parse_clip_spec",
     "preprocess_for_clip",
+    "register_clip_source",
     "resolve_templates",
     "text_direction",
     "text_embedding",

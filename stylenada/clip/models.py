@@ -7,7 +7,7 @@ A CLIP spec is ``NAME[:PRETRAINED][@WEIGHT]``:
 - ``ViT-B-32:/path/to/open_clip_pytorch_model.bin`` (a local ``.pt``/``.bin``/``.pth``/``.safetensors``);
 - ``ViT-B-32:openai@0.5`` (a weight in a multi-model ensemble; default 1);
 - ``hf-hub:org/repo`` or ``local-dir:/path/to/folder`` (open_clip's own schemas);
-- ``tiny-shapes`` (the project's tiny CLIP, see :mod:`stylenada.toy.tiny_clip`).
+- a name registered by a plugin (``register_clip_source``), such as the shapes world's ``tiny-shapes``.
 
 open_clip is imported only when a model is loaded.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,29 @@ from ..errors import StylenadaError
 from .preprocess import PreprocessConfig, preprocess_for_clip
 from .templates import fill_template, resolve_templates
 
-TINY_CLIP_NAME = "tiny-shapes"
-TINY_CLIP_NAMES = ("tiny-shapes", "tiny-shapes-rn")  # the shapes world's teachers (stylenada.toy.tiny_clip)
+# Named CLIP sources beside open_clip's hub and files: name -> loader(spec, device, dtype, preprocess_cfg).
+# Plugins register theirs (the shapes world: its tiny CLIPs; see stylenada.plugins).
+ClipLoader = Callable[..., "ClipModel"]
+CLIP_SOURCES: dict[str, ClipLoader] = {}
+
+
+def register_clip_source(name: str) -> Callable[[ClipLoader], ClipLoader]:
+    """Decorator: ``--clip NAME`` (with no weights part) loads through the decorated function, called as
+    ``fn(spec, device, dtype, preprocess_cfg)`` and returning a :class:`ClipModel`."""
+
+    def deco(fn: ClipLoader) -> ClipLoader:
+        CLIP_SOURCES[name] = fn
+        return fn
+
+    return deco
+
+
+def clip_sources() -> dict[str, ClipLoader]:
+    """The registered sources, plugins loaded."""
+    from ..plugins import load_plugins
+
+    load_plugins()
+    return CLIP_SOURCES
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 _SCHEMAS = ("hf-hub:", "local-dir:")
@@ -383,8 +404,14 @@ def load_clip(spec: str | ClipSpec, device: str | torch.device = "cpu", dtype: t
     downloaded.
     """
     spec = parse_clip_spec(spec)
-    if spec.name in TINY_CLIP_NAMES:
-        return _load_tiny_clip(spec, device, dtype, preprocess_cfg)
+    sources = clip_sources()
+    if spec.name in sources:
+        if spec.pretrained is not None:
+            raise StylenadaError(f"{spec.name!r} is a built-in CLIP and takes no weights part: "
+                                 f"write --clip {spec.name}")
+        clip = sources[spec.name](spec, device, dtype, preprocess_cfg)
+        clip.spec, clip.name = spec, spec.model_id
+        return clip.to(device=device, dtype=dtype)
     import open_clip
 
     kwargs: dict[str, Any] = {}
@@ -451,27 +478,3 @@ def load_clip(spec: str | ClipSpec, device: str | torch.device = "cpu", dtype: t
         ) from e
     return ClipModel(model, tokenizer, name=spec.model_id, spec=spec).to(device=device, dtype=dtype)
 
-
-def _load_tiny_clip(spec: ClipSpec, device: str | torch.device, dtype: torch.dtype,
-                    preprocess_cfg: dict | None) -> ClipModel:
-    """The project's tiny CLIP: ``stylenada.toy.tiny_clip.load_tiny_clip(device=...)``.
-
-    That loader may return a :class:`ClipModel`, an open_clip model, or ``(model, tokenizer)``.
-    """
-    if spec.pretrained is not None:
-        raise StylenadaError(f"{spec.name!r} is a built-in tiny CLIP and takes no weights part: "
-                             f"write --clip {spec.name}")
-    from ..toy.tiny_clip import load_tiny_clip
-
-    loaded = load_tiny_clip(device=device, name=spec.name)
-    if isinstance(loaded, ClipModel):
-        clip = loaded
-        if preprocess_cfg:
-            clip = ClipModel(clip.model, clip._tokenizer, name=spec.name,
-                             preprocess_cfg={**clip.preprocess_config.to_open_clip(), **preprocess_cfg})
-    else:
-        model, tokenizer = loaded if isinstance(loaded, tuple) else (loaded, None)
-        clip = ClipModel(model, tokenizer, name=spec.name, preprocess_cfg=preprocess_cfg)
-    clip.spec = spec
-    clip.name = spec.model_id
-    return clip.to(device=device, dtype=dtype)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from ..errors import StylenadaError
+from ..models.sampling import sample_images
 from ..utils.rundir import RunDir
 from .metrics import METRICS, EvalContext
 
@@ -52,15 +54,23 @@ def resolve_target(run_or_ckpt: str | Path, source_generator: str | None = None,
                       templates or "imagenet", None)
 
 
-def _shapes_task(t: EvalTarget, name: str | None):
-    from ..toy.tasks import TASKS, get_task
+# Known-answer metrics of a domain (registered by plugins, e.g. the shapes world's): each hook gets the
+# evaluation target, both generators, the CLIP models, n, seed and the --task name, and returns
+# (key, metrics) when it knows the run's task, else None.
+TaskMetricsHook = Callable[..., "tuple[str, dict] | None"]
+TASK_METRICS: list[TaskMetricsHook] = []
 
-    if name is not None:
-        return get_task(name)
-    for task in TASKS.values():
-        if t.target == task.target and (t.source in (None, task.source)):
-            return task
-    return None
+
+def register_task_metrics(fn: TaskMetricsHook) -> TaskMetricsHook:
+    TASK_METRICS.append(fn)
+    return fn
+
+
+def task_metric_hooks() -> list[TaskMetricsHook]:
+    from ..plugins import load_plugins
+
+    load_plugins()
+    return TASK_METRICS
 
 
 def _face_identity(faces: bool | str, G_frozen):
@@ -76,8 +86,6 @@ def _face_identity(faces: bool | str, G_frozen):
             raise
         return None
     if faces == "auto":
-        from ..toy.tasks import sample_images
-
         found = [d is not None for d in fid.descriptors(sample_images(G_frozen, 4, seed=12345, truncation=0.7))]
         return fid if sum(found) >= 2 else None
     return fid
@@ -87,16 +95,16 @@ def _face_identity(faces: bool | str, G_frozen):
 def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, source: str | None = None,
              target: str | None = None, clip: list[str] | None = None, templates: str | None = None,
              n: int = 64, seed: int = 0, truncation: float = 1.0, reference: str | Path | None = None,
-             shapes_task: str | None = None, metrics: list[str] | None = None, device: str = "cpu",
+             task: str | None = None, metrics: list[str] | None = None, device: str = "cpu",
              clip_models: list | None = None, faces: bool | str = "auto") -> dict:
     """Every registered metric (or ``metrics``) on ``n`` latents drawn from ``seed``; JSON-ready dict.
 
     ``faces``: identity similarity with dlib's face-recognition model; "auto" uses it when it is installed
-    and the frozen generator's first samples contain faces, True requires it.
+    and the frozen generator's first samples contain faces, True requires it. ``task``: a known-answer task
+    of a registered domain (the shapes world's colour, style, shape), else detected from the texts.
     """
     from ..adapt.trainer import load_clip_models, load_target_images
     from ..formats import load_generator
-    from ..toy.tasks import sample_images
 
     t = resolve_target(run_or_ckpt, source_generator, source, target, clip, templates)
     G_frozen = load_generator(t.frozen, device=device).eval()
@@ -118,12 +126,10 @@ def evaluate(run_or_ckpt: str | Path, *, source_generator: str | None = None, so
         value = METRICS[name](ctx)
         if value:
             result[name] = value
-    task = _shapes_task(t, shapes_task)
-    if task is not None and G_frozen.resolution == 32:
-        from ..toy.reader import load_reader
-        from ..toy.tasks import task_metrics
-
-        result["shapes"] = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=models[0][0], n=n, seed=seed)
+    for hook in task_metric_hooks():
+        found = hook(t, G_frozen, G_adapted, models, n, seed, task)
+        if found is not None:
+            result[found[0]] = found[1]
     return result
 
 

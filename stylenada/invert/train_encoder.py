@@ -11,7 +11,7 @@ Each step mixes two kinds of images:
 e4e's regulariser keeps codes editable: ``lambda_delta * sum_i |w_i - w_0|_2`` pulls each W+ entry
 toward the base code. An identity loss needs a face-recognition network and is not part of this trainer.
 
-    .venv/bin/python -m stylenada.invert.train_encoder --generator G.safetensors --out enc.pt --shapes
+    .venv/bin/python -m stylenada.invert.train_encoder --generator G.safetensors --out enc.pt --real shapes
 """
 
 from __future__ import annotations
@@ -102,23 +102,30 @@ def train_encoder(G: Generator, cfg: EncoderTrainConfig,
     return E, log
 
 
+# Sources of real images for encoder training: name -> fn(resolution) -> sample(n, rng) -> [n, 3, R, R].
+REAL_IMAGE_SOURCES: dict[str, Callable] = {}
+
+
 def main(argv: list[str] | None = None) -> None:
     from ..formats import load_generator
 
     ap = config_parser(EncoderTrainConfig, __doc__)
     ap.add_argument("--generator", required=True)
     ap.add_argument("--out", required=True)
-    ap.add_argument("--shapes", action="store_true", help="real images: fresh renders of the shapes world's "
-                    "source domain (the generator's training distribution)")
+    ap.add_argument("--real", default=None, help="real images beside the generator's: a source registered by a "
+                    "plugin (e.g. 'shapes': fresh renders of the shapes world's source domain)")
     args = vars(ap.parse_args(argv))
     G = load_generator(args.pop("generator"))
-    out, shapes = args.pop("out"), args.pop("shapes")
+    out, real = args.pop("out"), args.pop("real")
     args["depths"] = tuple(args["depths"])  # argparse gives a list
     sample_real = None
-    if shapes:
-        from ..toy.render import domain_sampler
+    if real is not None:
+        from ..plugins import load_plugins
 
-        sample_real = domain_sampler("source", G.resolution)
+        load_plugins()
+        if real not in REAL_IMAGE_SOURCES:
+            raise SystemExit(f"error: unknown --real {real!r}; registered: {', '.join(REAL_IMAGE_SOURCES) or 'none'}")
+        sample_real = REAL_IMAGE_SOURCES[real](G.resolution)
     train_encoder(G, EncoderTrainConfig(**args), sample_real=sample_real, out=out)
 
 

@@ -41,6 +41,7 @@ class DemoConfig:
     k: int = 8  # W+ entries the adaptive strategies may choose (the tiny generator has 8)
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
     lambda_l2: float = 0.5
+    lambda_global: float = 0.0
     source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
     out: str = "runs/demo"
@@ -80,7 +81,8 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     train_cfg = TrainConfig(
         generator=generator, source=task.source, target=task.target, out=str(out), clip=list(cfg.clip),
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
-        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, source_text=cfg.source_text, source_candidates="shapes",
+        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, lambda_global=cfg.lambda_global,
+        source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,
         selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb))

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..eval.metrics import frechet_distance
+from ..models.sampling import sample_images
 from ..models.stylegan2 import Generator
 from .reader import VALID_MAX_ERROR, AttributeReader
 from .render import DOMAINS, Domain, ShapeAttributes, render_batch
@@ -62,13 +63,6 @@ def get_task(name: str) -> ShapeTask:
     if name not in TASKS:
         raise StylenadaError(f"unknown shapes-world task {name!r}; choose one of {', '.join(TASKS)}")
     return TASKS[name]
-
-
-@torch.no_grad()
-def sample_images(G: Generator, n: int, seed: int = 0, truncation: float = 1.0) -> torch.Tensor:
-    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
-    device = next(G.parameters()).device
-    return torch.cat([G(zc.to(device), truncation_psi=truncation, noise_mode="const").cpu() for zc in z.split(64)])
 
 
 def _preserved(a: ShapeAttributes, b: ShapeAttributes, changed: str) -> bool:

@@ -38,11 +38,13 @@ class ClipTrainConfig:
     noise: float = 0.03  # pixel noise and slight blur make the model robust to GAN outputs
     glow: float = 0.0  # share of images given a coloured haze around the object (caption unchanged)
     colour_mix: float = 0.0  # share of objects whose colour is blended toward another (soft labels)
+    fill_mix: float = 0.0  # share of outlined objects whose interior is partly filled (soft labels)
     init: str = ""  # continue from these weights (a file written by this script)
     arch: str = "vit"  # 'vit' (config tiny-shapes) or 'rn' (tiny-shapes-rn: a small ResNet image tower)
     counterfactual: float = 0.0  # share of the batch that is a one-attribute variant of another image in it
     nuisance: float = 0.0  # share of images given a caption-preserving photometric change (see add_nuisance)
     direction_weight: float = 0.0  # weight of the directional term on counterfactual pairs (see direction_loss)
+    invariance_weight: float = 1.0  # weight, within it, of keeping nuisance pairs together (0: only orthogonal)
 
 
 def augment(images: torch.Tensor, rng: torch.Generator, noise: float) -> torch.Tensor:
@@ -147,8 +149,9 @@ def counterfactual_batch(n: int, rng: torch.Generator, share: float):
     or style) or by a nuisance: minimal pairs, which the contrastive loss must tell apart by that attribute
     alone, and on which the directional and invariance terms are taken.
 
-    Returns (records, pairs); for colour pairs record j keeps the old colour (the blend is applied to the
-    image by :func:`render_pairs`, and the captions count it through soft labels).
+    Returns (records, pairs); for graded pairs (colour, and filled <-> outline) record j keeps the old value
+    (the blend is applied to the image by :func:`render_pairs`, and the captions count it through soft
+    labels).
     """
     from .render import DOMAINS, sample_attributes
 
@@ -171,7 +174,7 @@ def counterfactual_batch(n: int, rng: torch.Generator, share: float):
         values = [v for v in COUNTERFACTUAL_ATTRIBUTES[kind] if v != old]
         new = values[int(torch.randint(len(values), (), generator=rng))]
         t = 1.0
-        if kind == "colour":
+        if kind == "colour" or (kind == "style" and {old, new} == {"filled", "outline"}):
             t = float(0.2 + 0.8 * torch.rand((), generator=rng))
             attrs.append(attrs[i])
         else:
@@ -183,7 +186,7 @@ def counterfactual_batch(n: int, rng: torch.Generator, share: float):
 def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator) -> tuple[torch.Tensor, list, torch.Tensor]:
     """Renders of ``attrs`` with the pairs' colour blends and nuisances applied to their second images.
 
-    Returns (images, others, t) in the form :func:`soft_matches` takes (the blended colour and its share).
+    Returns (images, others, t) in the form :func:`soft_matches` takes (the blended value and its share).
     """
     images = render(attrs)
     n = len(attrs)
@@ -199,18 +202,23 @@ def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator) -> tuple[torch.
             coverage = ((images[p.j] - bg) * d).sum(0, keepdim=True) / d.square().sum().clamp_min(1e-6)
             images[p.j] = images[p.j] + (table[p.new] - table[p.old]) * p.t * coverage.clamp(0, 1)
             others[p.j], t[p.j] = p.new, p.t
+        elif p.kind == "style" and attrs[p.j].style == p.old:  # graded filled <-> outline
+            changed = render([dataclasses.replace(attrs[p.j], style=p.new)])[0]
+            images[p.j] = images[p.j] + p.t * (changed - images[p.j])
+            others[p.j], t[p.j] = {"style": p.new}, p.t
         elif p.kind == "nuisance":
             images[p.j] = add_nuisance(images[p.j : p.j + 1], [attrs[p.j]], rng, 1.0)[0]
     return images, others, t
 
 
-def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair]) -> torch.Tensor:
+def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair], invariance: float = 1.0) -> torch.Tensor:
     """On attribute pairs, ``1 - cos(E(x_j) - E(x_i), T(new) - T(old))`` (T of the attribute's zero-shot
     prompts, image embeddings unit-norm): the geometry that StyleGAN-NADA's directional loss relies on,
     asked of the teacher on true renders, graded colour blends included. On nuisance pairs, ``1 - cos(E(x_i),
-    E(x_j))`` plus the squared cosine of the change with an attribute's text direction: a caption-preserving
-    change should barely move the embedding, and not along any attribute (darkening a red object, or tinting
-    the background, is not a step toward blue)."""
+    E(x_j))`` (weighted by ``invariance``) plus the squared cosine of the change with an attribute's text
+    direction: a caption-preserving change should not move the embedding along any attribute (darkening a
+    red object, or tinting the background, is not a step toward blue). Without the invariance part such a
+    change still moves the embedding, across the text directions, so the directional loss penalises it."""
     attribute_pairs = [p for p in pairs if p.kind != "nuisance"]
     nuisance_pairs = [p for p in pairs if p.kind == "nuisance"]
     terms = []
@@ -224,7 +232,7 @@ def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair]) -> to
     if nuisance_pairs:
         i = torch.tensor([p.i for p in nuisance_pairs])
         j = torch.tensor([p.j for p in nuisance_pairs])
-        terms.append((1 - (img[i] * img[j]).sum(-1)).sum())
+        terms.append(invariance * (1 - (img[i] * img[j]).sum(-1)).sum())
         # ... and what is left of the change must not point along any attribute's text direction: squared
         # cosine with the direction from the image's own value to another (chosen per pair by ``new``).
         prompts = {a: attribute_prompts(a) for a in COUNTERFACTUAL_ATTRIBUTES}
@@ -266,15 +274,44 @@ def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
     return mixed, [names[o] if c else None for o, c in zip(other.tolist(), chosen.tolist(), strict=True)], t
 
 
-def soft_matches(caps: list[dict[str, str]], attrs, others: list[str | None], t: torch.Tensor) -> torch.Tensor:
-    """[images, captions] weight of each caption being true of each image, blends counted by share."""
+def soft_matches(caps: list[dict[str, str]], attrs, others: list, t: torch.Tensor) -> torch.Tensor:
+    """[images, captions] weight of each caption being true of each image, blends counted by share.
+
+    ``others[i]``: None, a colour name, or a dict of changed attributes: image i is that share ``t[i]`` of
+    the changed record and ``1 - t[i]`` of its own."""
     out = torch.tensor([[caption_matches(m, a) for m in caps] for a in attrs], dtype=torch.float32)
     for i, (a, b) in enumerate(zip(attrs, others, strict=True)):
         if b is not None:
-            alt = dataclasses.replace(a, colour=b)
+            alt = dataclasses.replace(a, **(b if isinstance(b, dict) else {"colour": b}))
             ti = float(t[i])
             out[i] = torch.tensor([(1 - ti) * caption_matches(m, a) + ti * caption_matches(m, alt) for m in caps])
     return out
+
+
+def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: torch.Generator, share: float
+             ) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """Fill the interior of ``share`` of the outlined objects (not already blended) partly with the object's
+    colour, by a share ``t``, counted as 'filled' with weight t and 'outline' with 1 - t.
+
+    A generator adapted from filled to outlined shapes stops where its teacher stops caring: a teacher
+    that has only seen clean outlines calls an outline with a half-filled interior an outline, and the L2
+    term then keeps the interior as close to the old fill as that allows. Graded fills make the teacher's
+    embedding follow the interior, so the directional loss asks for a clean one.
+    """
+    n = images.shape[0]
+    chosen = (torch.rand(n, generator=rng) < share) & torch.tensor(
+        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
+    if share <= 0 or not chosen.any():
+        return images, others, t
+    idx = torch.nonzero(chosen).flatten().tolist()
+    filled = render([dataclasses.replace(attrs[i], style="filled") for i in idx])
+    share_t = torch.rand(len(idx), generator=rng)
+    images = images.clone()
+    others, t = list(others), t.clone()
+    for k, i in enumerate(idx):
+        images[i] = images[i] + share_t[k] * (filled[k] - images[i])
+        others[i], t[i] = {"style": "filled"}, share_t[k]
+    return images, others, t
 
 
 def model_input(model, images: torch.Tensor) -> torch.Tensor:
@@ -331,6 +368,7 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         # The other augmentations touch the unpaired images only, so that a pair differs by its one change.
         free = len(attrs) - 2 * len(pairs)
         free_imgs, free_others, free_t = mix_colours(images[:free], attrs[:free], rng, cfg.colour_mix)
+        free_imgs, free_others, free_t = mix_fill(free_imgs, attrs[:free], free_others, free_t, rng, cfg.fill_mix)
         free_imgs = add_nuisance(add_glow(free_imgs, attrs[:free], rng, cfg.glow), attrs[:free], rng, cfg.nuisance)
         images = torch.cat([free_imgs, images[free:]])
         others = free_others + others[free:]
@@ -345,7 +383,7 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         loss_t = -(target_t * F.log_softmax(logits.T, dim=1)).sum(1).mean()
         loss = (loss_i + loss_t) / 2
         if cfg.direction_weight > 0:
-            loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, pairs)
+            loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, pairs, cfg.invariance_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,116 @@
+"""The shapes world as a stylenada plugin (entry point ``stylenada.plugins: shapes``).
+
+Registers its two tiny CLIPs as ``--clip`` sources, its caption list for dynamic source text
+(``--source-candidates shapes``), its known-answer metrics for ``stylenada evaluate``, its renders as real
+images for encoder training (``--real shapes``) and the ``stylenada demo`` command. Nothing in the library
+imports this package: it is found through the entry point (see :mod:`stylenada.plugins`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..adapt.source_text import register_candidates
+from ..cli import cli, user_errors
+from ..clip.models import ClipModel, register_clip_source
+from ..errors import StylenadaError
+from ..eval import register_task_metrics
+from ..invert.train_encoder import REAL_IMAGE_SOURCES
+from .tiny_clip import WEIGHTS
+
+
+def _tiny_clip_loader(name: str):
+    def load(spec, device, dtype, preprocess_cfg) -> ClipModel:
+        from .tiny_clip import load_tiny_clip
+
+        model, tokenizer = load_tiny_clip(device=device, name=name)
+        return ClipModel(model, tokenizer, name=name, preprocess_cfg=preprocess_cfg)
+
+    return load
+
+
+for _name in WEIGHTS:
+    register_clip_source(_name)(_tiny_clip_loader(_name))
+
+register_candidates("shapes", ["a shape", "a filled shape", "a red shape", "an orange shape", "a yellow shape",
+                               "a filled red shape", "a circle", "a square", "a triangle", "a cross",
+                               "a shape on a white background", "a red circle", "a red square"])
+
+
+@register_task_metrics
+def shapes_task_metrics(target, G_frozen, G_adapted, clip_models, n: int, seed: int, task: str | None):
+    """The known-answer metrics (reader, pixel statistics, fooled teachers) of a shapes-world run."""
+    from .tasks import TASKS, get_task
+
+    if G_frozen.resolution != 32:
+        return None
+    if task is not None:
+        found = get_task(task)
+    else:
+        found = next((t for t in TASKS.values() if target.target == t.target and target.source in (None, t.source)),
+                     None)
+    if found is None:
+        return None
+    from .reader import load_reader
+    from .tasks import task_metrics
+
+    return "shapes", task_metrics(found, G_frozen, G_adapted, load_reader(), clip=[m for m, _ in clip_models],
+                                  n=n, seed=seed)
+
+
+def _shapes_renders(resolution: int):
+    from .render import domain_sampler
+
+    if resolution not in (32, 64):
+        raise StylenadaError(f"shapes-world renders are 32 or 64 px, the generator is {resolution} px")
+    return domain_sampler("source", resolution)
+
+
+REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
+
+
+@cli.command("demo")
+@click.option("--task", type=click.Choice(["colour", "style", "shape"]), default="colour", show_default=True,
+              help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
+@click.option("--layers", default=None, help="Layer strategy (see `train --help`) [default: the demo's].")
+@click.option("--weighting", default=None, help="fixed, learned or constrained [default: fixed].")
+@click.option("--iters", type=int, default=None, help="Training steps [default: the demo's].")
+@click.option("--k", type=int, default=None, help="W+ entries (of 8) the late and adaptive strategies train.")
+@click.option("--lambda-l2", type=float, default=None, help="Weight of the L2 term [default: the demo's].")
+@click.option("--noise-mode", type=click.Choice(["random", "const"]), default=None, help="[default: random]")
+@click.option("--source-text", type=click.Choice(["static", "dynamic"]), default=None, help="[default: static]")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
+              help="Run folder (a numbered sibling is used if it exists).")
+@user_errors
+def demo(task: str, out: Path, **options) -> None:
+    """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
+    from ..adapt.layers import STRATEGIES
+    from ..adapt.weighting import WEIGHTINGS
+    from .demo import DemoConfig, run_demo
+
+    given = {k: v for k, v in options.items() if v is not None}
+    if given.get("layers", "adaptive") not in STRATEGIES:
+        raise StylenadaError(f"unknown layer strategy {given['layers']!r}; choose one of {', '.join(STRATEGIES)}")
+    if given.get("weighting", "fixed") not in WEIGHTINGS:
+        raise StylenadaError(f"unknown weighting {given['weighting']!r}; choose one of {', '.join(WEIGHTINGS)}")
+    cfg = DemoConfig(task=task, out=str(out), **given)
+    m = run_demo(cfg)
+    click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
+    click.echo(f"target success   {m['target_success_before']:.0%} -> {m['target_success']:.0%}"
+               f"   (pixel statistics: {m['pixel_success_before']:.0%} -> {m['pixel_success']:.0%})")
+    click.echo(f"preservation     {m['preservation']:.0%}")
+    click.echo(f"valid images     {m['valid_before']:.0%} -> {m['valid_after']:.0%}")
+    click.echo(f"diversity ratio  {m['diversity_ratio']:.2f}")
+    if m.get("fooled"):
+        click.echo("teacher fooled   " + ", ".join(f"{k} {v:.0%}" for k, v in m["fooled"].items())
+                   + "  (teacher says target, reader says not)")
+    if "frechet_clip" in m:
+        click.echo(f"Frechet (CLIP)   {m['frechet_clip_before']:.3f} -> {m['frechet_clip']:.3f}"
+                   "  (distance to true target renders)")
+    click.echo(f"time             {m['total_seconds']:.1f} s")
+    run_dir = Path(m["run_dir"])
+    click.echo(f"wrote {run_dir / 'before_after.png'} (top: before, bottom: after), "
+               f"{run_dir / 'demo_metrics.json'}, {run_dir / 'curves.png'}")
