@@ -37,10 +37,10 @@ class DemoConfig:
     weighting: str = "fixed"
     iters: int = 150
     batch: int = 8
-    lr: float = 0.02
-    k: int = 8  # W+ entries the adaptive strategies may choose (the tiny generator has 8)
+    lr: float = 0.003
+    k: int = 6  # W+ entries (of the tiny generator's 8) that late and the adaptive strategies train
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
-    lambda_l2: float = 0.5
+    lambda_l2: float = 0.1
     lambda_global: float = 0.0
     source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
