@@ -255,9 +255,9 @@ def plan(args) -> list[tuple]:
     if args.seconds > 0:
         runs += [(t, layer, "fixed", "static", "random", "time", seed)
                  for t, layer, seed in itertools.product(args.tasks, args.layers, args.seeds)]
-    if "const" in args.noise:
+    if "const" in args.noise:  # the acceptance rows: colour and style under const noise
         runs += [(t, layer, "fixed", "static", "const", "steps", seed)
-                 for t, layer, seed in itertools.product(args.tasks, args.layers, args.seeds)]
+                 for t, layer, seed in itertools.product(args.tasks, args.layers, args.seeds) if t != "shape"]
     return list(dict.fromkeys(runs))
 
 

@@ -13,7 +13,8 @@ from .utils.rundir import RunDir
 
 
 def user_errors(fn):
-    """Turn StylenadaError (bad input) into ``Error: <message>`` and exit code 2, without a traceback."""
+    """Turn StylenadaError (bad input) and OS errors into ``Error: <message>`` and exit code 1, without a
+    traceback (usage errors, from click, exit with 2; Ctrl-C with 130)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -21,8 +22,33 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except StylenadaError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # a path that cannot be written or read: one line naming it
+            where = f" {e.filename}" if getattr(e, "filename", None) else ""
+            raise click.ClickException(f"{e.strerror or e}:{where}") from None
 
     return wrapper
+
+
+def writable_output(path: Path, force: bool) -> Path:
+    """``path`` if it can be written: it does not exist yet (or ``force``), and its folder exists or can be
+    made. Checked before anything slow runs, so a mistake costs nothing."""
+    import os
+
+    if path.exists() and not force:
+        raise StylenadaError(f"{path} exists; pass --force to overwrite it, or choose another name")
+    if path.is_dir():
+        raise StylenadaError(f"{path} is a folder; give a file name")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StylenadaError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK):
+        raise StylenadaError(f"cannot write {path}: no permission to write in {parent}")
+    return path
+
+
+MAX_GRID_IMAGES = 1024
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -78,15 +104,17 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
 @click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write one grid image here.")
 @click.option("--outdir", type=click.Path(path_type=Path), default=None, help="Write one PNG per seed here.")
-@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @user_errors
 def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, out: Path | None,
-             outdir: Path | None, batch: int, device: str) -> None:
+             outdir: Path | None, batch: int, device: str, force: bool) -> None:
     """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir)."""
     import torch
     from tqdm import tqdm
 
+    from .adapt.trainer import resolve_device
     from .formats import load_generator
     from .utils.images import save_grid, save_image
     from .utils.seeds import parse_seeds, z_from_seeds
@@ -94,6 +122,18 @@ def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, o
     seed_list = parse_seeds(seeds)
     if out is None and outdir is None:
         out = Path("grid.png")
+    if out is not None:
+        if len(seed_list) > MAX_GRID_IMAGES:
+            raise StylenadaError(f"{len(seed_list)} seeds make too large a grid (at most {MAX_GRID_IMAGES}): give "
+                                 "fewer seeds, or --outdir DIR for one file per seed")
+        writable_output(out, force)
+    if outdir is not None:
+        clash = [s for s in seed_list if (outdir / f"seed{s:04d}.png").exists()]
+        if clash and not force:
+            raise StylenadaError(f"{len(clash)} of the files exist in {outdir} (e.g. seed{clash[0]:04d}.png); pass "
+                                 "--force to overwrite them, or choose another --outdir")
+        writable_output(outdir / "probe", True)
+    device = str(resolve_device(device))
     G = load_generator(checkpoint, device=device)
     z = z_from_seeds(seed_list, G.z_dim).to(device)
     images = []
@@ -264,6 +304,9 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
             click.echo(f"{rec.image}: reconstruction PSNR {rec.psnr:.2f} dB")
     written = sorted({str(f) for rec in records for f in rec.files})
     click.echo(f"wrote {len(written)} files" + (f" ({written[0]})" if len(written) == 1 else ""))
+    skipped = sum(bool(rec.skipped) for rec in records)
+    if skipped:
+        raise click.ClickException(f"{skipped} of {len(records)} images were skipped (reasons above)")
 
 
 @cli.command()
@@ -313,11 +356,14 @@ def evaluate(run_or_ckpt: Path, source_generator: str | None, source: str | None
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="HTML file [default: RUN/report.html].")
 @click.option("--clip", "clip_specs", multiple=True, help="CLIP model for the directions figure (default: the run's).")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the page if it exists.")
 @user_errors
-def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device: str) -> None:
+def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device: str, force: bool) -> None:
     """One self-contained HTML page of a run: config, metrics, curves, layers, CLIP directions, samples."""
     from .viz.report import write_report
 
+    RunDir.open(run_dir)
+    out = writable_output(out or run_dir / "report.html", force)
     click.echo(f"wrote {write_report(run_dir, out, list(clip_specs) or None, device)}")
 
 
@@ -332,14 +378,16 @@ def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device:
 @click.option("--truncation", type=float, default=0.7, show_default=True)
 @click.option("--fps", type=float, default=24, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite the video if it exists.")
 @user_errors
 def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, keyframes: int, seed: int,
-          truncation: float, fps: float, device: str) -> None:
+          truncation: float, fps: float, device: str, force: bool) -> None:
     """Render an mp4 of one run (or several runs of the same source generator) as H.264."""
     from .formats import load_generator
     from .viz.curves import load_config
     from .viz.video import cross_model_video, latent_walk_video
 
+    out = writable_output(out or run_dirs[0] / f"{kind}.mp4", force)
     sources = {str(load_config(run)["generator"]) for run in run_dirs}
     if len(sources) != 1:
         raise StylenadaError(f"the runs start from different generators ({', '.join(sorted(sources))}): "
@@ -349,7 +397,6 @@ def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, 
         raise StylenadaError(f"no generator.safetensors in {', '.join(missing)}: the run has not finished")
     G_source = load_generator(sources.pop(), device=device)
     adapted = [load_generator(RunDir(run).generator, device=device) for run in run_dirs]
-    out = out or run_dirs[0] / f"{kind}.mp4"
     if kind == "walk":
         n = latent_walk_video(G_source, adapted, out, n_keyframes=keyframes, frames_per_transition=frames,
                               seed=seed, truncation=truncation, fps=fps)
@@ -369,7 +416,7 @@ _load_plugin_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 user error, 2 usage error)."""
+    """Entry point; returns the exit code (0 ok, 1 bad input, 2 usage error, 130 interrupted)."""
     try:
         cli.main(args=argv, prog_name="stylenada", standalone_mode=False)
     except click.exceptions.Exit as e:
@@ -377,9 +424,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("Aborted.", err=True)
-        return 1
+        return 130  # the shell's code for Ctrl-C
     return 0
 
 

@@ -1,5 +1,6 @@
 """Smoke runs of every command through main(argv), and their one-line errors."""
 
+import json
 import torch
 from PIL import Image
 
@@ -123,3 +124,53 @@ def test_python_dash_m_runs_the_cli():
 
     out = subprocess.run([sys.executable, "-m", "stylenada", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_yaml_takes_the_command_line_spellings_and_checks_types(tiny_generator, tmp_path, capsys, random_clip,
+                                                              monkeypatch):
+    from conftest import save_test_clip
+
+    spec = save_test_clip(random_clip, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    save_generator(tiny_generator, tmp_path / "g.pt")
+    (tmp_path / "run.yaml").write_text(f"generator: g.pt\nsource: photo\ntarget: sketch\niters: 1\nbatch: 2\n"
+                                       f"k: 2\nsample-every: 0\nw-batch: 2\nclip: {spec}\ntemplates: single\n"
+                                       "out: rel\ntensorboard: false\n")
+    code, _, err = run(capsys, "train", "--config", "run.yaml")
+    assert code == 0, err
+    cfg = json.loads((tmp_path / "rel" / "config.json").read_text())
+    assert cfg["selection"]["k"] == 2 and cfg["sample_every"] == 0
+    assert cfg["generator"] == str(tmp_path / "g.pt")  # absolute: the run works from any directory
+    monkeypatch.chdir(tmp_path.parent)
+    code, _, err = run(capsys, "train", "--resume", str(tmp_path / "rel"), "--iters", "2")
+    assert code == 0, err
+    (tmp_path / "bad.yaml").write_text("generator: g.pt\ntarget: x\niters: ten\n")
+    code, _, err = run(capsys, "train", "--config", str(tmp_path / "bad.yaml"))
+    assert code == 1 and err.strip().count("\n") == 0 and "--iters: expected a whole number" in err
+
+
+def test_writers_refuse_to_overwrite_and_bad_outputs_fail_early(tiny_generator, tmp_path, capsys):
+    gen = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    grid = tmp_path / "grid.png"
+    assert run(capsys, "generate", str(gen), "--seeds", "0-1", "--out", str(grid))[0] == 0
+    before = grid.read_bytes()
+    for args, code_want, words in [
+        (["--seeds", "0-1", "--out", str(grid)], 1, "pass --force"),
+        (["--seeds", "0-5000", "--out", str(tmp_path / "big.png")], 1, "too large a grid"),
+        (["--seeds", "0-1", "--out", str(grid / "x.png")], 1, "is a file, not a folder"),
+        (["--seeds", "0-1", "--batch", "0", "--out", str(tmp_path / "b.png")], 2, "batch"),
+        (["--seeds", "0-1", "--device", "cuda:7", "--out", str(tmp_path / "c.png")], 1, "--device"),
+    ]:
+        code, _, err = run(capsys, "generate", str(gen), *args)
+        assert code == code_want and words in err and len([ln for ln in err.splitlines() if ln.strip()]) <= 3, err
+    assert grid.read_bytes() == before  # nothing the user had is touched
+    assert run(capsys, "generate", str(gen), "--seeds", "2-3", "--out", str(grid), "--force")[0] == 0
+    assert grid.read_bytes() != before
+
+
+def test_info_on_a_clip_file_says_it_is_not_a_generator(capsys):
+    from pathlib import Path
+
+    clip = Path(__file__).parents[1] / "stylenada" / "toy" / "weights" / "tiny_clip.safetensors"
+    code, _, err = run(capsys, "info", str(clip))
+    assert code == 1 and "not a generator checkpoint" in err and "convert" not in err

@@ -15,6 +15,39 @@ from .layers import STRATEGIES, SelectionConfig
 from .weighting import WEIGHTINGS
 
 
+def _checked(name: str, value: object, field: dataclasses.Field) -> object:
+    """``value`` if it fits the option's declared type (ints given where floats are wanted are fine),
+    else one clear StylenadaError."""
+    hint = str(field.type)
+    flag = "--" + name.replace("_", "-")
+    if value is None:
+        if "None" in hint:
+            return None
+        raise StylenadaError(f"{flag}: a value is required, got nothing")
+    if hint.startswith("list"):
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
+            raise StylenadaError(f"{flag}: expected text or a list of texts, got {value!r}")
+        return list(items)
+    if hint.startswith("bool"):
+        if not isinstance(value, bool):
+            raise StylenadaError(f"{flag}: expected true or false, got {value!r}")
+        return value
+    if hint.startswith("int"):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StylenadaError(f"{flag}: expected a whole number, got {value!r}")
+        return value
+    if hint.startswith("float"):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise StylenadaError(f"{flag}: expected a number, got {value!r}")
+        return float(value)
+    if hint.startswith("str"):
+        if not isinstance(value, (str, Path)):
+            raise StylenadaError(f"{flag}: expected text, got {value!r}")
+        return str(value)
+    return value
+
+
 @dataclass
 class TrainConfig:
     """Everything a NADA run depends on; saved as ``config.json`` in the run folder."""
@@ -82,19 +115,33 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        """From a mapping of option names: the field names or the command line's spellings (``sample-every``,
+        ``k``, ``selection-interval``), selection options flat or under ``selection``; each value is checked
+        against the option's type."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        sel_fields = {f.name: f for f in dataclasses.fields(SelectionConfig)}
+        aliases = {"selection_interval": "interval"}
+        top, sel = {}, {}
+        nested = d.get("selection") or {}
+        if not isinstance(nested, dict):
+            if isinstance(nested, SelectionConfig):
+                nested = dataclasses.asdict(nested)
+            else:
+                raise StylenadaError(f"'selection' must be a mapping of selection options, got {nested!r}")
+        items = [(k, v, False) for k, v in d.items() if k != "selection"] + [(k, v, True) for k, v in nested.items()]
+        unknown = []
+        for key, value, in_selection in items:
+            name = aliases.get(str(key).replace("-", "_").lstrip("_"), str(key).replace("-", "_").lstrip("_"))
+            if name in fields and not in_selection:
+                top[name] = _checked(name, value, fields[name])
+            elif name in sel_fields:
+                sel[name] = _checked(name, value, sel_fields[name])
+            else:
+                unknown.append(key)
         if unknown:
-            raise StylenadaError(f"unknown config keys {unknown}; valid keys are {sorted(known)}")
-        sel = d.pop("selection", None) or {}
-        if isinstance(sel, dict):
-            sel_known = {f.name for f in dataclasses.fields(SelectionConfig)}
-            bad = sorted(set(sel) - sel_known)
-            if bad:
-                raise StylenadaError(f"unknown selection keys {bad}; valid keys are {sorted(sel_known)}")
-            sel = SelectionConfig(**sel)
-        return cls(selection=sel, **d)
+            raise StylenadaError(f"unknown option(s) {sorted(map(str, unknown))}; valid: {sorted(fields)} and the "
+                                 f"selection options {sorted(sel_fields)}")
+        return cls(selection=SelectionConfig(**sel), **top)
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrainConfig:

@@ -222,6 +222,11 @@ class Trainer:
 
     def __init__(self, cfg: TrainConfig, clip_models: list | None = None, resume: bool = False):
         cfg.validate()
+        # The run folder records absolute paths, so that evaluate, report and --resume work from anywhere.
+        for name in ("generator", "target_images"):
+            value = getattr(cfg, name)
+            if value and Path(value).exists():
+                setattr(cfg, name, str(Path(value).resolve()))
         self.cfg = cfg
         self.rundir = RunDir(Path(cfg.out))
         self.run_dir = self.rundir.path

@@ -34,10 +34,15 @@ def read_metadata(path: Path) -> dict:
             header = json.loads(f.read(n))
     except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors header ({e}); save or download the file again") from e
-    meta = header.get("__metadata__", {})
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
     if META_KEY not in meta:
+        keys = [k for k in (header if isinstance(header, dict) else {}) if k != "__metadata__"]
+        if keys and not any(k.startswith(("synthesis.", "mapping.")) for k in keys):
+            what = "a CLIP model" if any(k.startswith(("visual.", "transformer.")) for k in keys) else "another network"
+            raise CheckpointError(f"{path}: not a generator checkpoint (its tensors are {what}'s, e.g. {keys[0]!r}); "
+                                  "give a StyleGAN2 generator (.safetensors written by stylenada, .pt or .pkl)")
         raise CheckpointError(
-            f"{path}: a safetensors file without stylenada metadata; write it with `stylenada convert` "
+            f"{path}: a generator's tensors without stylenada metadata; write it with `stylenada convert` "
             "or `save_generator`, which record the architecture")
     return json.loads(meta[META_KEY])
 
