@@ -1,6 +1,7 @@
 """Smoke runs of every command through main(argv), and their one-line errors."""
 
 import json
+
 import torch
 from PIL import Image
 
