@@ -193,7 +193,11 @@ def _config_options(fn):
     for f in reversed(fields):
         flag = renamed.get(f.name, "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not dataclasses.MISSING else None
-        if f.name == "clip":
+        if f.name == "lambdas":
+            opt = click.option("--lambda", "lambdas", multiple=True, default=None, metavar="TERM=WEIGHT",
+                               help="Weight of a further registered loss term, e.g. --lambda my_term=0.5 "
+                                    "(repeatable).")
+        elif f.name == "clip":
             opt = click.option("--clip", multiple=True, default=None,
                                help="CLIP model 'name:pretrained[@weight]', repeatable (default ViT-B-32:openai).")
         elif isinstance(default, bool):
@@ -226,6 +230,14 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     from .adapt.trainer import adapt, resume
 
     given = {k: v for k, v in options.items() if v is not None and v != ()}
+    if "lambdas" in given:
+        pairs = [item.partition("=") for item in given["lambdas"]]
+        try:
+            given["lambdas"] = {name.strip(): float(value) for name, sep, value in pairs if sep}
+        except ValueError:
+            raise StylenadaError(f"--lambda takes TERM=WEIGHT with a number, got {list(options['lambdas'])}") from None
+        if len(given["lambdas"]) != len(pairs):
+            raise StylenadaError(f"--lambda takes TERM=WEIGHT, got {list(options['lambdas'])}")
     if resume_dir is not None:
         extra = sorted(set(given) - {"iters"})
         if extra:

@@ -59,19 +59,19 @@ def test_image_direction():
 
 
 def test_fixed_weighting():
-    w = FixedWeighting(lambda_clip=2.0, lambda_l2=0.5)
+    w = FixedWeighting({"clip": 2.0, "l2": 0.5})
     total = w.combine({"clip": torch.tensor(1.0), "l2": torch.tensor(4.0)})
     assert total.item() == pytest.approx(4.0)
     with pytest.raises(StylenadaError, match="lambda_clip"):
-        FixedWeighting(lambda_clip=0.0)
+        FixedWeighting({"clip": 0.0, "l2": 1.0})
     with pytest.raises(StylenadaError, match="lambda_l2"):
-        FixedWeighting(lambda_l2=float("nan"))
+        FixedWeighting({"clip": 1.0, "l2": float("nan")})
     with pytest.raises(StylenadaError, match="unknown weighting"):
-        make_weighting("bogus")
+        make_weighting("bogus", {"clip": 1.0})
 
 
 def test_learned_lambda_l2_rises_when_l2_grows_and_clip_falls():
-    w = LearnedWeighting(lambda_clip=1.0, lambda_l2=1.0, lambda_lr=0.05)
+    w = LearnedWeighting({"clip": 1.0, "l2": 1.0}, lambda_lr=0.05)
     clip, l2 = 1.0, 0.01
     for _ in range(100):
         clip *= 0.99
@@ -88,7 +88,7 @@ def test_learned_weighting_reacts_to_a_loss_that_grows():
     triples at step 100. The L2 weight rises by half within 10 steps of the jump (before: the ratio to a
     1e-12 average exploded at the start and Adam's second moment then froze the lambdas), and returns to
     the user's value once the losses are steady."""
-    w = LearnedWeighting(lambda_clip=1.0, lambda_l2=0.5, lambda_lr=0.05)
+    w = LearnedWeighting({"clip": 1.0, "l2": 0.5}, lambda_lr=0.05)
     history = []
     for t in range(250):
         w.update({"clip": 0.5, "l2": 0.0 if t < 5 else (0.01 if t < 100 else 0.03)})
@@ -103,7 +103,7 @@ def test_learned_weighting_reacts_to_a_loss_that_grows():
 def test_learned_lambdas_do_not_collapse_when_losses_are_steady():
     """With unchanging losses the lambdas stay at the user's values (not at zero, and not at equal weights
     whatever the user gave, as the entropy form did)."""
-    w = LearnedWeighting(lambda_clip=1.9, lambda_l2=0.1, lambda_lr=0.05)
+    w = LearnedWeighting({"clip": 1.9, "l2": 0.1}, lambda_lr=0.05)
     for _ in range(500):
         w.update({"clip": 0.8, "l2": 0.02})
     lam = w.lambdas()
@@ -111,7 +111,7 @@ def test_learned_lambdas_do_not_collapse_when_losses_are_steady():
 
 
 def test_learned_and_reversed_case():
-    w = LearnedWeighting()
+    w = LearnedWeighting({"clip": 1.0, "l2": 1.0})
     clip, l2 = 1.0, 0.1
     for _ in range(200):
         clip *= 1.01
@@ -122,7 +122,7 @@ def test_learned_and_reversed_case():
 
 
 def test_constrained_dual_ascent():
-    w = ConstrainedWeighting(lambda_l2=1.0, l2_budget=0.05, lambda_lr=0.1)
+    w = ConstrainedWeighting({"clip": 1.0, "l2": 1.0}, l2_budget=0.05, lambda_lr=0.1)
     for _ in range(50):
         w.update({"clip": 0.5, "l2": 0.2})  # violated: the multiplier rises
     high = w.lambdas()["l2"]
@@ -137,11 +137,53 @@ def test_constrained_dual_ascent():
 
 
 def test_weighting_state_roundtrip():
-    a = LearnedWeighting()
+    a = LearnedWeighting({"clip": 1.0, "l2": 1.0})
     for i in range(5):
         a.update({"clip": 1.0 - 0.1 * i, "l2": 0.01 * (i + 1)})
-    b = LearnedWeighting()
+    b = LearnedWeighting({"clip": 1.0, "l2": 1.0})
     b.load_state_dict(a.state_dict())
     a.update({"clip": 0.3, "l2": 0.2})
     b.update({"clip": 0.3, "l2": 0.2})
     assert a.lambdas() == b.lambdas()
+
+
+@pytest.mark.parametrize("name", ["fixed", "learned", "constrained"])
+def test_every_weighting_takes_any_set_of_terms(name):
+    """A third term (here 'global') is weighted, combined and adapted like the others, by every weighting;
+    a state round trip continues identically."""
+    from stylenada.adapt.weighting import WEIGHTINGS
+
+    assert name in WEIGHTINGS
+    initial = {"clip": 1.0, "l2": 0.5, "global": 0.2}
+    w = make_weighting(name, initial, lambda_lr=0.05, l2_budget=0.05)
+    assert set(w.lambdas()) == set(initial)
+    losses = {"clip": torch.tensor(0.5), "l2": torch.tensor(0.02), "global": torch.tensor(0.7)}
+    assert w.combine(losses).item() == pytest.approx(sum(w.lambdas()[k] * float(v) for k, v in losses.items()))
+    for i in range(30):
+        w.update({"clip": 0.5, "l2": 0.02 * (1 + i), "global": 0.7})
+    other = make_weighting(name, initial, lambda_lr=0.05, l2_budget=0.05)
+    other.load_state_dict(w.state_dict())
+    w.update({"clip": 0.4, "l2": 0.5, "global": 0.6})
+    other.update({"clip": 0.4, "l2": 0.5, "global": 0.6})
+    assert w.lambdas() == other.lambdas() and all(v > 0 for v in w.lambdas().values())
+    with pytest.raises(ValueError, match="global"):
+        w.combine({"clip": torch.tensor(0.5), "l2": torch.tensor(0.02)})
+
+
+def test_a_registered_loss_term_is_one_function(tmp_path):
+    """A new term is one registered function; the config weights it by name, unknown names are refused."""
+    from stylenada.adapt.config import TrainConfig
+    from stylenada.adapt.losses import LOSS_TERMS, register_loss_term
+
+    @register_loss_term("mean_brightness")
+    def mean_brightness(x):
+        return x.img_train.mean()
+
+    try:
+        cfg = TrainConfig(generator="g.pt", target="x", lambdas={"mean_brightness": 0.3})
+        cfg.validate()
+        assert cfg.loss_weights() == {"clip": 1.0, "l2": 0.0, "mean_brightness": 0.3}
+        with pytest.raises(StylenadaError, match="unknown loss term 'nope'"):
+            TrainConfig(generator="g.pt", target="x", lambdas={"nope": 1.0}).validate()
+    finally:
+        del LOSS_TERMS["mean_brightness"]

@@ -15,15 +15,19 @@ from .layers import STRATEGIES, SelectionConfig
 from .weighting import WEIGHTINGS
 
 
-def _checked(name: str, value: object, field: dataclasses.Field) -> object:
+def _checked(name: str, value: object, spec: dataclasses.Field) -> object:
     """``value`` if it fits the option's declared type (ints given where floats are wanted are fine),
     else one clear StylenadaError."""
-    hint = str(field.type)
+    hint = str(spec.type)
     flag = "--" + name.replace("_", "-")
     if value is None:
         if "None" in hint:
             return None
         raise StylenadaError(f"{flag}: a value is required, got nothing")
+    if hint.startswith("dict"):
+        if not isinstance(value, dict):
+            raise StylenadaError(f"{flag}: expected a mapping of names to numbers, got {value!r}")
+        return dict(value)
     if hint.startswith("list"):
         items = [value] if isinstance(value, str) else value
         if not isinstance(items, (list, tuple)) or not all(isinstance(v, str) for v in items):
@@ -79,6 +83,7 @@ class TrainConfig:
     lambda_clip: float = 1.0
     lambda_l2: float = 0.0
     lambda_global: float = 0.0  # optional global CLIP loss (image vs target text)
+    lambdas: dict[str, float] = field(default_factory=dict)  # weights of further registered loss terms
     lambda_lr: float = 0.05  # step size of optimizer_lambda (learned / constrained weighting)
     l2_budget: float = 0.05  # constrained weighting: allowed mean squared pixel change
     lambda_temperature: float = 2.0  # learned weighting: log-weight change per unit of growth signal
@@ -109,6 +114,14 @@ class TrainConfig:
             self.clip = [self.clip]
         else:
             self.clip = list(self.clip)
+
+    def loss_weights(self) -> dict[str, float]:
+        """Initial weight of each loss term the run evaluates: clip and l2 always, others when weighted."""
+        weights = {"clip": self.lambda_clip, "l2": self.lambda_l2}
+        if self.lambda_global > 0:
+            weights["global"] = self.lambda_global
+        weights.update({k: float(v) for k, v in self.lambdas.items() if v > 0})
+        return weights
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -200,3 +213,11 @@ class TrainConfig:
             raise StylenadaError(f"--mixing is a probability in [0, 1], got {self.mixing}")
         if not self.clip:
             raise StylenadaError("no CLIP model given: pass --clip, e.g. --clip ViT-B-32:openai")
+        from .losses import LOSS_TERMS
+
+        for name, value in self.lambdas.items():
+            if name not in LOSS_TERMS or name in ("clip", "l2", "global"):
+                raise StylenadaError(f"lambdas: unknown loss term {name!r}; registered terms besides clip, l2 and "
+                                     f"global: {sorted(set(LOSS_TERMS) - {'clip', 'l2', 'global'}) or 'none'}")
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise StylenadaError(f"lambdas: the weight of {name!r} must be a finite number >= 0, got {value!r}")

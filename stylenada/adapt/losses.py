@@ -1,9 +1,16 @@
-"""Losses of StyleGAN-NADA, as pure functions of tensors.
+"""Losses of StyleGAN-NADA, as pure functions of tensors, and the registry of training loss terms.
 
-Embeddings passed in are raw CLIP features; each function normalises what the paper normalises.
+Embeddings passed in are raw CLIP features; each function normalises what the paper normalises. A loss
+term (``LOSS_TERMS``) is a function of one step's :class:`TermInputs` (both generators' images, their
+CLIP embeddings per teacher, the text directions and target embeddings) returning a scalar; the trainer
+evaluates the terms that have a weight (``lambda_clip``, ``lambda_l2``, ``lambda_global``, or
+``lambdas: {name: weight}`` for any other registered term) and the weighting combines them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -53,3 +60,53 @@ def image_direction(emb_source: torch.Tensor, emb_target: torch.Tensor) -> torch
     src = F.normalize(emb_source, dim=-1).mean(dim=0)
     tgt = F.normalize(emb_target, dim=-1).mean(dim=0)
     return F.normalize(tgt - src, dim=-1)
+
+
+# --- the registry of training loss terms -----------------------------------------------------------------
+
+
+@dataclass
+class TermInputs:
+    """What a loss term may use, computed once per step (embeddings are raw CLIP features, one per teacher)."""
+
+    img_train: torch.Tensor  # [N, C, H, W] trainable generator
+    img_frozen: torch.Tensor  # [N, C, H, W] frozen generator, same latents and noise
+    emb_train: list[torch.Tensor]  # [N, D] per teacher (with gradient)
+    emb_frozen: list[torch.Tensor]  # [N, D] per teacher (no gradient)
+    directions: list[torch.Tensor]  # [D] text (or image-guided) direction per teacher
+    target_embeddings: list[torch.Tensor | None]  # [D] target text embedding per teacher (None: image-guided)
+    weights: list[float]  # each teacher's ensemble weight
+
+
+LossTerm = Callable[[TermInputs], torch.Tensor]
+LOSS_TERMS: dict[str, LossTerm] = {}
+
+
+def register_loss_term(name: str) -> Callable[[LossTerm], LossTerm]:
+    """Decorator: a new loss term, weighted with ``lambdas: {name: weight}`` in the training config."""
+
+    def deco(fn: LossTerm) -> LossTerm:
+        LOSS_TERMS[name] = fn
+        return fn
+
+    return deco
+
+
+@register_loss_term("clip")
+def clip_term(x: TermInputs) -> torch.Tensor:
+    """The directional CLIP loss, summed over the teachers with their weights."""
+    return torch.stack([w * directional_loss(et, ef, d) for et, ef, d, w in
+                        zip(x.emb_train, x.emb_frozen, x.directions, x.weights, strict=True)]).sum()
+
+
+@register_loss_term("l2")
+def l2_term(x: TermInputs) -> torch.Tensor:
+    return l2_loss(x.img_train.float(), x.img_frozen.float())
+
+
+@register_loss_term("global")
+def global_term(x: TermInputs) -> torch.Tensor:
+    """The global CLIP loss toward the target text (0 in image-guided mode, which has no target text)."""
+    terms = [w * global_clip_loss(et, t) for et, t, w in zip(x.emb_train, x.target_embeddings, x.weights,
+                                                              strict=True) if t is not None]
+    return torch.stack(terms).sum() if terms else x.img_train.new_zeros(())

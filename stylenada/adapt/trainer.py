@@ -27,7 +27,15 @@ from ..utils.rundir import RunDir
 from ..utils.runtime import keep_freed_memory
 from .config import TrainConfig
 from .layers import LayerStrategy, make_strategy
-from .losses import MIN_IMAGE_CHANGE, directional_loss, global_clip_loss, image_change, image_direction, l2_loss
+from .losses import (
+    LOSS_TERMS,
+    MIN_IMAGE_CHANGE,
+    TermInputs,
+    directional_loss,
+    global_clip_loss,
+    image_change,
+    image_direction,
+)
 from .source_text import best_caption, candidate_list
 from .weighting import LossWeighting, make_weighting
 
@@ -62,7 +70,7 @@ class NadaObjective:
         self.source = cfg.source
         self.directions: list[torch.Tensor] = []
         self.target_embeddings: list[torch.Tensor | None] = []
-        self.weighting: LossWeighting | None = None  # set by the trainer
+        self.weighting: LossWeighting = make_weighting("fixed", cfg.loss_weights())  # the trainer sets its own
 
     # --- text and image directions ---------------------------------------------------------------
     def set_source(self, source: str) -> None:
@@ -119,23 +127,18 @@ class NadaObjective:
         return contextlib.nullcontext()
 
     def losses(self, img_train: torch.Tensor, img_frozen: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Named loss terms for a batch rendered by both generators from the same latents."""
-        clip_terms, global_terms, changes = [], [], []
-        for (model, weight), direction, tgt in zip(self.clip_models, self.directions, self.target_embeddings,
-                                                   strict=True):
+        """The weighted loss terms (``cfg.loss_weights()``) for a batch rendered by both generators."""
+        emb_train, emb_frozen = [], []
+        for model, _ in self.clip_models:
             # CLIP runs in fp32: it is a small share of the step, and bf16 attention is slow on CPU.
             with torch.no_grad():
-                e_frozen = model.encode_image(img_frozen)
-            e_train = model.encode_image(img_train)
-            clip_terms.append(weight * directional_loss(e_train, e_frozen, direction))
-            changes.append(image_change(e_train.detach(), e_frozen))
-            if self.cfg.lambda_global > 0 and tgt is not None:
-                global_terms.append(weight * global_clip_loss(e_train, tgt))
-        out = {"clip": torch.stack(clip_terms).sum(), "l2": l2_loss(img_train.float(), img_frozen.float())}
-        if global_terms:
-            out["global"] = torch.stack(global_terms).sum()
-        self.last_image_change = float(min(changes))
-        return out
+                emb_frozen.append(model.encode_image(img_frozen))
+            emb_train.append(model.encode_image(img_train))
+        self.last_image_change = float(min(image_change(et.detach(), ef) for et, ef in zip(emb_train, emb_frozen,
+                                                                                             strict=True)))
+        inputs = TermInputs(img_train, img_frozen, emb_train, emb_frozen, self.directions, self.target_embeddings,
+                            [w for _, w in self.clip_models])
+        return {name: LOSS_TERMS[name](inputs) for name in self.cfg.loss_weights()}
 
     def render_pair(self, G_train: Generator, ws: torch.Tensor,
                     ws_train: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,12 +155,8 @@ class NadaObjective:
         return img_train, img_frozen
 
     def total(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
-        """The training objective from the named terms: the weighting's combination plus the global term."""
-        total = self.weighting.combine(losses) if self.weighting is not None else \
-            self.cfg.lambda_clip * losses["clip"] + self.cfg.lambda_l2 * losses["l2"]
-        if "global" in losses:
-            total = total + self.cfg.lambda_global * losses["global"]
-        return total
+        """The training objective: the weighting's combination of the named terms."""
+        return self.weighting.combine(losses)
 
     def objective(self, G_train: Generator, ws: torch.Tensor) -> torch.Tensor:
         """The training objective on ``ws`` for any trainable generator (the trainer's, or adaptive_param's
@@ -254,8 +253,8 @@ class Trainer:
 
         self.strategy: LayerStrategy = make_strategy(cfg.layers, G_train, cfg.selection)
         self.weighting: LossWeighting = make_weighting(
-            cfg.weighting, lambda_clip=cfg.lambda_clip, lambda_l2=cfg.lambda_l2, lambda_lr=cfg.lambda_lr,
-            l2_budget=cfg.l2_budget, temperature=cfg.lambda_temperature)
+            cfg.weighting, cfg.loss_weights(), lambda_lr=cfg.lambda_lr, l2_budget=cfg.l2_budget,
+            temperature=cfg.lambda_temperature)
         self.objective.weighting = self.weighting
         ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
         params = list(G_train.synthesis.parameters())

@@ -1,4 +1,5 @@
-"""Loss weightings: how lambda_clip and lambda_l2 combine the loss terms each step.
+"""Loss weightings: how the lambdas of the named loss terms (clip, l2, and any other weighted term)
+combine them each step. Each weighting is built from the initial lambdas, ``{term: lambda}``.
 
 ``fixed``: the user's lambdas.
 
@@ -7,6 +8,8 @@ descent on ``sum(lambda_i * L_i)`` would drive every lambda to zero, so they are
 generator's loss. Each is the user's initial value times a bounded factor,
 
     lambda_i = lambda_i^0 * exp(s_i),   s_i = S * tanh(theta_i)   (so lambda_i^0 e^-S <= lambda_i <= lambda_i^0 e^S)
+
+for every weighted term i (any number of them),
 
 and ``theta`` ascends, with its own Adam, the concave problem
 
@@ -17,9 +20,9 @@ recent average (scale-free, bounded in (-1, 1), defined when a loss starts at 0)
 gains weight within a few steps, a term that falls loses some, and when the losses are steady every
 lambda returns to the value the user gave. Positive, bounded, and no fixed point at zero.
 
-``constrained``: minimise the CLIP loss subject to ``L2 <= l2_budget``; lambda_l2 is the Lagrange
+``constrained``: minimise the other terms subject to ``L2 <= l2_budget``; lambda_l2 is the Lagrange
 multiplier, kept positive as ``exp(log_mu)`` (clamped), and raised by dual ascent while the constraint
-is violated, lowered while it holds.
+is violated, lowered while it holds; the other lambdas stay as given.
 """
 
 from __future__ import annotations
@@ -48,17 +51,28 @@ class LossWeighting:
     """Combines named loss terms; ``update`` is called once per step after the generator's backward."""
 
     name = "base"
-    terms = ("clip", "l2")
+
+    def __init__(self, initial: dict[str, float]):
+        self.initial = {k: _check_lambda(f"lambda_{k}", v) for k, v in initial.items()}
+        if self.initial.get("clip", 0) <= 0:
+            raise StylenadaError("lambda_clip is 0, so nothing would change: give --lambda-clip > 0")
+
+    @property
+    def terms(self) -> tuple[str, ...]:
+        return tuple(self.initial)
 
     def lambdas(self) -> dict[str, float]:
-        raise NotImplementedError
+        return dict(self.initial)
 
     def lambda_tensors(self) -> dict[str, torch.Tensor]:
         return {k: torch.tensor(v) for k, v in self.lambdas().items()}
 
     def combine(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
+        missing = set(self.initial) - set(losses)
+        if missing:
+            raise ValueError(f"no value for the weighted loss term(s) {sorted(missing)}")
         lam = self.lambda_tensors()
-        return sum(lam[k].to(v.dtype).to(v.device) * v for k, v in losses.items() if k in lam)
+        return sum(lam[k].to(losses[k].dtype).to(losses[k].device) * losses[k] for k in self.initial)
 
     def update(self, losses: dict[str, float]) -> None:
         """Adapt the lambdas to the step's (detached) loss values."""
@@ -71,20 +85,17 @@ class LossWeighting:
 
 
 def _check_lambda(name: str, value: float) -> float:
-    if not math.isfinite(value) or value < 0:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
         raise StylenadaError(f"{name} must be a finite number >= 0, got {value}")
     return float(value)
 
 
 @register_weighting("fixed")
 class FixedWeighting(LossWeighting):
-    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 0.0, **_: object):
-        self._lam = {"clip": _check_lambda("lambda_clip", lambda_clip), "l2": _check_lambda("lambda_l2", lambda_l2)}
-        if self._lam["clip"] == 0:
-            raise StylenadaError("lambda_clip is 0, so nothing would change: give --lambda-clip > 0")
+    """The user's lambdas, unchanged."""
 
-    def lambdas(self) -> dict[str, float]:
-        return dict(self._lam)
+    def __init__(self, initial: dict[str, float], **_: object):
+        super().__init__(initial)
 
 
 @register_weighting("learned")
@@ -94,16 +105,18 @@ class LearnedWeighting(LossWeighting):
     BOUND = math.log(10.0)  # S: each lambda stays within 10x of its initial value
     EPS = 1e-8  # loss floor of the growth signal (a loss that starts at exactly 0 is steady, not infinite)
 
-    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 1.0, lambda_lr: float = 0.05,
-                 temperature: float = 2.0, ema_beta: float = 0.9, **_: object):
-        lc, l2 = _check_lambda("lambda_clip", lambda_clip), _check_lambda("lambda_l2", lambda_l2)
-        if lc <= 0 or l2 <= 0:
-            raise StylenadaError("learned weighting needs initial --lambda-clip and --lambda-l2 both > 0")
+    def __init__(self, initial: dict[str, float], lambda_lr: float = 0.05, temperature: float = 2.0,
+                 ema_beta: float = 0.9, **_: object):
+        super().__init__(initial)
+        zero = [k for k, v in self.initial.items() if v <= 0]
+        if zero:
+            raise StylenadaError(f"learned weighting needs every initial lambda > 0; give --lambda-{zero[0]} > 0 "
+                                 "(it scales what is learned)")
         if temperature <= 0 or not 0 <= ema_beta < 1:
             raise StylenadaError("learned weighting needs --lambda-temperature > 0 and 0 <= ema_beta < 1")
-        self.initial = torch.tensor([lc, l2], dtype=torch.float64)
+        self.start = torch.tensor(list(self.initial.values()), dtype=torch.float64)
         self.temperature, self.ema_beta = temperature, ema_beta
-        self.theta = torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))
+        self.theta = torch.nn.Parameter(torch.zeros(len(self.initial), dtype=torch.float64))
         self.optimizer_lambda = torch.optim.Adam([self.theta], lr=lambda_lr)
         self.ema: torch.Tensor | None = None
 
@@ -111,8 +124,8 @@ class LearnedWeighting(LossWeighting):
         return self.BOUND * torch.tanh(self.theta)
 
     def lambda_tensors(self) -> dict[str, torch.Tensor]:
-        lam = self.initial * self.log_factors().detach().exp()
-        return {"clip": lam[0].float(), "l2": lam[1].float()}
+        lam = self.start * self.log_factors().detach().exp()
+        return {k: lam[i].float() for i, k in enumerate(self.initial)}
 
     def lambdas(self) -> dict[str, float]:
         return {k: float(v) for k, v in self.lambda_tensors().items()}
@@ -126,7 +139,7 @@ class LearnedWeighting(LossWeighting):
         return (growth * s).sum() - s.square().sum() / (2 * self.temperature)
 
     def update(self, losses: dict[str, float]) -> None:
-        values = torch.tensor([losses["clip"], losses["l2"]], dtype=torch.float64).clamp_min(0)
+        values = torch.tensor([losses[k] for k in self.initial], dtype=torch.float64).clamp_min(0)
         if not torch.isfinite(values).all():
             return
         if self.ema is None:
@@ -149,14 +162,13 @@ class LearnedWeighting(LossWeighting):
 
 @register_weighting("constrained")
 class ConstrainedWeighting(LossWeighting):
-    """lambda_clip fixed; lambda_l2 = exp(log_mu) is a Lagrange multiplier for L2 <= l2_budget."""
+    """lambda_l2 = exp(log_mu) is a Lagrange multiplier for L2 <= l2_budget; the other lambdas are fixed."""
 
     LOG_MU_RANGE = (math.log(1e-4), math.log(1e4))
 
-    def __init__(self, lambda_clip: float = 1.0, lambda_l2: float = 1.0, lambda_lr: float = 0.05,
-                 l2_budget: float = 0.05, **_: object):
-        self.lambda_clip = _check_lambda("lambda_clip", lambda_clip)
-        l2 = _check_lambda("lambda_l2", lambda_l2)
+    def __init__(self, initial: dict[str, float], lambda_lr: float = 0.05, l2_budget: float = 0.05, **_: object):
+        super().__init__(initial)
+        l2 = self.initial.get("l2", 0.0)
         if l2 <= 0 or l2_budget <= 0:
             raise StylenadaError("constrained weighting needs --lambda-l2 > 0 and --l2-budget > 0")
         self.budget = l2_budget
@@ -164,7 +176,7 @@ class ConstrainedWeighting(LossWeighting):
         self.optimizer_lambda = torch.optim.Adam([self.log_mu], lr=lambda_lr)
 
     def lambdas(self) -> dict[str, float]:
-        return {"clip": self.lambda_clip, "l2": float(self.log_mu.detach().exp())}
+        return {**self.initial, "l2": float(self.log_mu.detach().exp())}
 
     def update(self, losses: dict[str, float]) -> None:
         violation = (losses["l2"] - self.budget) / self.budget
@@ -185,7 +197,8 @@ class ConstrainedWeighting(LossWeighting):
         self.optimizer_lambda.load_state_dict(state["optimizer"])
 
 
-def make_weighting(name: str, **kwargs: object) -> LossWeighting:
+def make_weighting(name: str, initial: dict[str, float], **kwargs: object) -> LossWeighting:
+    """Weighting ``name`` over the terms of ``initial`` ({term: initial lambda})."""
     if name not in WEIGHTINGS:
         raise StylenadaError(f"unknown weighting {name!r}; choose one of {', '.join(WEIGHTINGS)}")
-    return WEIGHTINGS[name](**kwargs)
+    return WEIGHTINGS[name](initial, **kwargs)
