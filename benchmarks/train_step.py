@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
+    from stylenada.utils.runtime import keep_freed_memory
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cpu":
+        keep_freed_memory()  # as `stylenada train` does
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup)
         print(json.dumps(r))

@@ -229,6 +229,9 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     from .adapt.layers import SelectionConfig
     from .adapt.trainer import adapt, resume
 
+    from .utils.runtime import keep_freed_memory
+
+    keep_freed_memory()  # a training process recycles its step's memory (see utils/runtime.py)
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "lambdas" in given:
         pairs = [item.partition("=") for item in given["lambdas"]]

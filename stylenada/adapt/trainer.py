@@ -24,7 +24,6 @@ from ..models.stylegan2 import Generator, mix_styles
 from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
 from ..utils.rundir import RunDir
-from ..utils.runtime import keep_freed_memory
 from .config import TrainConfig
 from .layers import LayerStrategy, make_strategy
 from .losses import (
@@ -230,12 +229,12 @@ class Trainer:
         self.rundir = RunDir(Path(cfg.out))
         self.run_dir = self.rundir.path
         self.device = resolve_device(cfg.device)
-        if self.device.type == "cpu":
-            keep_freed_memory()
         if not resume and RunDir.is_run(self.run_dir):
             raise StylenadaError(f"{self.run_dir} already holds a run: pass --resume {self.run_dir} to continue "
                                  "it, or choose another --out")
-        torch.manual_seed(cfg.seed)  # the generators' random noise uses the global generator
+        # Every random draw of the run (latents, style mixing, noise maps, selection batches) comes from this
+        # one generator, saved in checkpoints; the global RNG is neither seeded nor used. It lives on the
+        # CPU, so a run draws the same latents and noise on any device.
         self.rng = torch.Generator().manual_seed(cfg.seed)
 
         G_frozen = load_generator(cfg.generator, device=self.device)
@@ -355,7 +354,6 @@ class Trainer:
             "weighting": self.weighting.state_dict(),
             "strategy": self.strategy.state_dict(),
             "rng": self.rng.get_state(),
-            "torch_rng": torch.get_rng_state(),
             "source": self.objective.source,
         }
         atomic_write(state_path, lambda p: torch.save(state, p))
@@ -384,7 +382,6 @@ class Trainer:
         self.weighting.load_state_dict(state["weighting"])
         self.strategy.load_state_dict(state["strategy"])
         self.rng.set_state(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
         self.objective.set_source(state["source"])
         self.step = int(state["step"])
         # Keep the log consistent with the resumed state: drop records past the checkpoint.

@@ -1,5 +1,5 @@
 """Process-level settings that make CPU training faster. Called explicitly by long-running entry points
-(the trainer, the benchmarks); importing stylenada changes nothing."""
+(``stylenada train``, the benchmarks), never by the library; importing stylenada changes nothing."""
 
 from __future__ import annotations
 
