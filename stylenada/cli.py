@@ -228,7 +228,6 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     from .adapt.config import TrainConfig
     from .adapt.layers import SelectionConfig
     from .adapt.trainer import adapt, resume
-
     from .utils.runtime import keep_freed_memory
 
     keep_freed_memory()  # a training process recycles its step's memory (see utils/runtime.py)

@@ -81,13 +81,10 @@ class Selection:
 
 
 def trainable_layers(G: Generator, train_torgb: bool = False) -> dict[str, nn.Module]:
-    """The layers a strategy may train: every modulated conv (and the ToRGBs when asked), by name."""
-    out: dict[str, nn.Module] = {}
-    for group in G.synthesis.layers_by_w():
-        for name, mod in group:
-            if train_torgb or not name.endswith("torgb"):
-                out[name] = mod
-    return out
+    """The layers a strategy may train: every modulated conv (and the ToRGBs when asked), by name, in the
+    generator's layout order."""
+    return {slot.name: G.synthesis.get_submodule(slot.name) for slot in G.cfg.layout()
+            if slot.role == "conv" or train_torgb}
 
 
 def freeze_all(G: Generator) -> None:
@@ -97,12 +94,13 @@ def freeze_all(G: Generator) -> None:
 
 def layer_fraction(G: Generator, names: list[str],
                    param_filter: Callable[[str], bool] | None = None) -> dict[str, float]:
-    """Share of each named layer's parameter elements that are set to train (requires_grad)."""
+    """Share of each named layer's parameter elements that ``param_filter`` (given the parameter's full
+    synthesis name) accepts: what trains of each layer."""
     out = {}
     for name in names:
         mod = G.synthesis.get_submodule(name)
         total = sum(p.numel() for p in mod.parameters())
-        on = sum(p.numel() for n, p in mod.named_parameters() if param_filter is None or param_filter(n))
+        on = sum(p.numel() for n, p in mod.named_parameters() if param_filter is None or param_filter(f"{name}.{n}"))
         out[name] = on / max(total, 1)
     return out
 
@@ -154,12 +152,15 @@ class LayerStrategy:
 
     def _train_layers(self, step: int, names: list[str], only: Callable[[str], bool] | None = None,
                       scores: list[float] | None = None) -> Selection:
+        """Train the named layers' parameters (those whose role ``only`` accepts, given the role name)."""
         freeze_all(self.G)
+        role = self.G.synthesis.parameter_role
         for name in names:
             for pname, p in self.layers[name].named_parameters():
-                if only is None or only(pname):
+                if only is None or only(role(f"{name}.{pname}")):
                     p.requires_grad_(True)
-        return Selection(step, list(names), layer_fraction(self.G, names, only), scores)
+        keep = (lambda pname: only(role(pname))) if only is not None else None  # noqa: E731
+        return Selection(step, list(names), layer_fraction(self.G, names, keep), scores)
 
     def _set_masks(self, masks: dict[str, torch.Tensor]) -> None:
         """Multiply the gradients of the named synthesis parameters by 0/1 masks (element-level choice)."""
@@ -195,9 +196,11 @@ class AllLayers(LayerStrategy):
 
     def _select(self, step, objective):
         sel = self._train_layers(step, list(self.layers))
-        self.G.synthesis.b4.const.requires_grad_(True)
-        sel.layers.insert(0, "b4.const")
-        sel.fraction["b4.const"] = 1.0
+        for name, p in self.G.synthesis.named_parameters():
+            if self.G.synthesis.parameter_role(name) == "input":
+                p.requires_grad_(True)
+                sel.layers.insert(0, name)
+                sel.fraction[name] = 1.0
         return sel
 
 
@@ -233,13 +236,8 @@ def w_plus_scores(G_train: Generator, objective: NadaObjective, cfg: SelectionCo
 def layers_for_w_indices(G: Generator, indices: list[int], train_torgb: bool) -> list[str]:
     """The synthesis layers driven by the given W+ indices, in synthesis order (each index drives one
     conv and, from index 1 on, the ToRGB of the block before; the last drives only the final ToRGB)."""
-    groups = G.synthesis.layers_by_w()
-    names = []
-    for i in sorted(indices):
-        for name, _ in groups[i]:
-            if (train_torgb or not name.endswith("torgb")) and name not in names:
-                names.append(name)
-    return names
+    chosen = set(indices)
+    return [slot.name for slot in G.cfg.layout() if slot.w_index in chosen and (train_torgb or slot.role == "conv")]
 
 
 @register_strategy("adaptive")
@@ -264,8 +262,8 @@ class AdaptiveLayers(LayerStrategy):
         return self._train_layers(step, names, self.only, scores.tolist())
 
 
-def _is_modulation_or_noise(pname: str) -> bool:
-    return pname.startswith("affine.") or pname == "noise_strength"
+def _is_modulation_or_noise(role: str) -> bool:
+    return role in ("affine", "noise")
 
 
 @register_strategy("adaptive_fine_grained")

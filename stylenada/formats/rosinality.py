@@ -101,11 +101,18 @@ def _standard_kernel() -> torch.Tensor:
 
 
 def _key_map(cfg: GeneratorConfig) -> list[tuple[str, str]]:
-    """(native prefix, rosinality prefix) pairs for each modulated layer, and the noise buffers."""
-    pairs = [("synthesis.b4.conv1", "conv1"), ("synthesis.b4.torgb", "to_rgb1")]
-    for k, res in enumerate(cfg.resolutions[1:]):
-        pairs += [(f"synthesis.b{res}.conv0", f"convs.{2 * k}"), (f"synthesis.b{res}.conv1", f"convs.{2 * k + 1}"),
-                  (f"synthesis.b{res}.torgb", f"to_rgbs.{k}")]
+    """(native prefix, rosinality prefix) of each modulated layer, in the generator's layout order (the
+    noise buffers follow the convs in that order): rosinality names the 4x4 block's layers conv1 and
+    to_rgb1, and numbers the others convs.{j} and to_rgbs.{k}."""
+    pairs, convs, rgbs = [], 0, 0
+    for slot in cfg.layout():
+        if slot.resolution == 4:
+            ros = "conv1" if slot.role == "conv" else "to_rgb1"
+        elif slot.role == "conv":
+            ros, convs = f"convs.{convs}", convs + 1
+        else:
+            ros, rgbs = f"to_rgbs.{rgbs}", rgbs + 1
+        pairs.append((f"synthesis.{slot.name}", ros))
     return pairs
 
 

@@ -7,7 +7,8 @@ native format.
 
 W+ layout (``num_ws = 2 * log2(resolution) - 2``): entry 0 drives ``b4.conv1``; for each later block at
 index i (i = 1, 3, 5, ...), entry i drives ``conv0`` (the upsampling conv) and the previous block's
-``torgb``, entry i+1 drives ``conv1``; the last entry drives only the last ``torgb``.
+``torgb``, entry i+1 drives ``conv1``; the last entry drives only the last ``torgb``. ``GeneratorConfig.
+layout()`` is the one description of it that the forward pass, layer groups and key maps follow.
 """
 
 from __future__ import annotations
@@ -22,6 +23,20 @@ from torch import nn
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 NOISE_MODES = ("random", "const", "none")
+
+
+@dataclass(frozen=True)
+class LayerSlot:
+    """One modulated layer of the synthesis network and the W+ entry that drives it."""
+
+    name: str  # e.g. "b8.conv0"
+    w_index: int
+    role: str  # "conv" (modulated 3x3 conv) or "torgb"
+    resolution: int
+
+
+# Role of each synthesis parameter by its last name part (see SynthesisNetwork.parameter_role).
+PARAMETER_ROLES = {"const": "input", "weight": "weight", "bias": "bias", "noise_strength": "noise"}
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,22 @@ class GeneratorConfig:
     @property
     def num_ws(self) -> int:
         return 2 * int(math.log2(self.resolution)) - 2
+
+    def layout(self) -> list[LayerSlot]:
+        """Every modulated layer in synthesis order with the W+ entry that drives it: the one description of
+        the W+ layout that the forward pass, the layer groups and the checkpoint key maps all follow.
+
+        Entry 0 drives ``b4.conv1``; each later block's upsampling ``conv0`` takes the next entry, which also
+        drives the previous block's ``torgb``; its ``conv1`` takes the entry after; the last entry drives
+        only the last ``torgb``."""
+        slots, idx = [], 0
+        for res in self.resolutions:
+            for conv in (["conv1"] if res == 4 else ["conv0", "conv1"]):
+                slots.append(LayerSlot(f"b{res}.{conv}", idx, "conv", res))
+                idx += 1
+            slots.append(LayerSlot(f"b{res}.torgb", idx, "torgb", res))
+        assert idx == self.num_ws - 1
+        return slots
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -223,16 +254,15 @@ class SynthesisNetwork(nn.Module):
     def layers_by_w(self) -> list[list[tuple[str, nn.Module]]]:
         """For each W+ index, the (qualified name, module) of every synthesis layer it drives."""
         out: list[list[tuple[str, nn.Module]]] = [[] for _ in range(self.num_ws)]
-        idx = 0
-        for block in self.blocks():
-            name = f"b{block.resolution}"
-            for conv_name, conv in zip(["conv0", "conv1"][2 - block.num_conv :], block.conv_layers(),
-                                       strict=True):
-                out[idx].append((f"{name}.{conv_name}", conv))
-                idx += 1
-            out[idx].append((f"{name}.torgb", block.torgb))
-        assert idx == self.num_ws - 1
+        for slot in self.cfg.layout():
+            out[slot.w_index].append((slot.name, self.get_submodule(slot.name)))
         return out
+
+    def parameter_role(self, name: str) -> str:
+        """The role of a synthesis parameter (``b8.conv0.affine.weight`` -> 'affine'): 'input' (the const),
+        'affine' (style modulation), 'noise' (noise strength), 'weight' or 'bias' of a conv or ToRGB."""
+        parts = name.split(".")
+        return "affine" if "affine" in parts else PARAMETER_ROLES[parts[-1]]
 
     def conv_layers_by_w(self) -> list[tuple[str, SynthesisLayer]]:
         """The modulated 3x3 conv driven by each W+ index (the last index drives only a ToRGB)."""
@@ -241,7 +271,7 @@ class SynthesisNetwork(nn.Module):
 
     def noise_resolutions(self) -> list[int]:
         """Resolution of the noise map of each modulated conv, in the order ``forward`` consumes them."""
-        return [conv.resolution for block in self.blocks() for conv in block.conv_layers()]
+        return [slot.resolution for slot in self.cfg.layout() if slot.role == "conv"]
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None,
                      device: torch.device | str | None = None) -> list[torch.Tensor]:
@@ -260,15 +290,16 @@ class SynthesisNetwork(nn.Module):
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         noise_iter = iter(noise if noise is not None else [None] * (self.num_ws - 1))
         x = img = None
-        idx = 0
-        for block in self.blocks():
-            if block.num_conv == 1:
-                x = block.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
-            for conv in block.conv_layers():
-                x = conv(x, ws[:, idx], noise_mode=noise_mode, noise=next(noise_iter))
-                idx += 1
-            y = block.torgb(x, ws[:, idx])
-            img = y if img is None else upsample2d(img, block.resample_filter) + y
+        for slot in self.cfg.layout():
+            block = getattr(self, slot.name.split(".")[0])
+            w = ws[:, slot.w_index]
+            if slot.role == "conv":
+                if x is None:
+                    x = block.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
+                x = block.get_submodule(slot.name.split(".")[1])(x, w, noise_mode=noise_mode, noise=next(noise_iter))
+            else:
+                y = block.torgb(x, w)
+                img = y if img is None else upsample2d(img, block.resample_filter) + y
         return img
 
 
