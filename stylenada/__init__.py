@@ -3,8 +3,8 @@
 Importing the package is cheap; the public functions load their modules on first use.
 
     import stylenada
-    G = stylenada.load_generator("stylegan2-ffhq-config-f.pt")
-    result = stylenada.train(stylenada.TrainConfig(generator="stylegan2-ffhq-config-f.pt", source="photo",
+    G = stylenada.load_generator("ffhq-config-f.pt")
+    result = stylenada.train(stylenada.TrainConfig(generator="ffhq-config-f.pt", source="photo",
                                                    target="pencil sketch", out="runs/sketch"))
     result.generator                      # the adapted generator (loaded from result.generator_path)
     stylenada.resume("runs/sketch", iters=600)
@@ -22,10 +22,10 @@ _LAZY = {  # public name -> (module, attribute)
     "load_generator": ("stylenada.formats", "load_generator"),
     "save_generator": ("stylenada.formats", "save_generator"),
     "inspect_checkpoint": ("stylenada.formats", "inspect_checkpoint"),
-    "Generator": ("stylenada.models.stylegan2", "Generator"),
-    "GeneratorConfig": ("stylenada.models.stylegan2", "GeneratorConfig"),
-    "Discriminator": ("stylenada.models.stylegan2", "Discriminator"),
-    "DiscriminatorConfig": ("stylenada.models.stylegan2", "DiscriminatorConfig"),
+    "Generator": ("stylenada.models", "Generator"),
+    "GeneratorConfig": ("stylenada.models", "GeneratorConfig"),
+    "Discriminator": ("stylenada.models", "Discriminator"),
+    "DiscriminatorConfig": ("stylenada.models", "DiscriminatorConfig"),
     "StylenadaError": ("stylenada.errors", "StylenadaError"),
     "train": ("stylenada.adapt.trainer", "adapt"),  # not 'adapt': that name is the subpackage's
     "AdaptResult": ("stylenada.adapt.trainer", "AdaptResult"),
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from .adapt.trainer import adapt as train
     from .errors import StylenadaError
     from .formats import inspect_checkpoint, load_generator, save_generator
-    from .models.stylegan2 import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from .models import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -65,15 +65,17 @@ def info(checkpoint: Path) -> None:
     from .formats import inspect_checkpoint
 
     i = inspect_checkpoint(checkpoint)
-    c = i.config
+    cfg = i.config.to_dict()
+    shown = {"resolution", "z_dim", "w_dim"}
     click.echo(f"file:            {i.path}")
     click.echo(f"format:          {i.format}")
-    click.echo(f"resolution:      {c.resolution}x{c.resolution}")
-    click.echo(f"num_ws:          {c.num_ws}")
-    click.echo(f"z_dim / w_dim:   {c.z_dim} / {c.w_dim}")
-    click.echo(f"mapping layers:  {c.mapping_layers}")
-    click.echo("channels:        " + ", ".join(f"{r}:{c.channels(r)}" for r in c.resolutions))
-    click.echo(f"conv_clamp:      {c.conv_clamp}")
+    click.echo(f"family:          {i.family}")
+    click.echo(f"resolution:      {cfg['resolution']}x{cfg['resolution']}")
+    click.echo(f"num_ws:          {len({s.w_index for s in i.config.layout()})}")
+    click.echo(f"z_dim / w_dim:   {cfg['z_dim']} / {cfg['w_dim']}")
+    for key, value in cfg.items():
+        if key not in shown:
+            click.echo(f"{key + ':':<17}{value}")
     click.echo(f"stored mean w:   {'yes' if i.has_w_avg else 'no (estimated on load)'}")
     click.echo(f"parameters:      {i.num_params:,}")
 
@@ -153,27 +155,33 @@ def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, o
 
 @cli.command("random-generator")
 @click.argument("dst", type=click.Path(path_type=Path))
+@click.option("--family", default=None, help="Generator family [default: the first registered, StyleGAN2].")
 @click.option("--resolution", type=int, default=256, show_default=True)
 @click.option("--channel-multiplier", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
 @user_errors
-def random_generator(dst: Path, resolution: int, channel_multiplier: int, seed: int, force: bool) -> None:
-    """Write a randomly initialised StyleGAN2 generator (for benchmarks and trying the tools)."""
+def random_generator(dst: Path, family: str | None, resolution: int, channel_multiplier: int, seed: int,
+                     force: bool) -> None:
+    """Write a randomly initialised generator (for benchmarks and trying the tools)."""
     import torch
 
     from .formats import save_generator
-    from .models.stylegan2 import Generator, GeneratorConfig
+    from .models import FAMILIES, get_family
 
-    if dst.exists() and not force:
-        raise StylenadaError(f"{dst} exists; choose another name or pass --force to overwrite it")
+    writable_output(dst, force)
+    family = family or next(iter(FAMILIES))
+    if family not in FAMILIES or FAMILIES[family].preset is None:
+        raise StylenadaError(f"unknown generator family {family!r}; choose one of "
+                             f"{', '.join(n for n, f in FAMILIES.items() if f.preset is not None)}")
+    fam = get_family(family)
     try:
-        cfg = GeneratorConfig.from_channel_multiplier(resolution, channel_multiplier)
+        cfg = fam.preset(resolution, channel_multiplier)
     except ValueError as e:
         raise StylenadaError(f"{e}: use --resolution 32, 64, ..., 1024") from None
     torch.manual_seed(seed)
-    save_generator(Generator(cfg), dst)
-    click.echo(f"wrote {dst} ({resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
+    save_generator(fam.build(cfg), dst)
+    click.echo(f"wrote {dst} ({family}, {resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
 
 
 def _config_options(fn):

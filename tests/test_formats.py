@@ -212,3 +212,43 @@ def test_saved_files_get_normal_permissions(tiny_generator, tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _rewrite_meta(src, dst, change):
+    """Copy a native file with its stylenada metadata changed by ``change(meta) -> meta``."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from stylenada.formats.native import META_KEY, read_metadata
+
+    meta = change(read_metadata(src))
+    save_file(load_file(str(src)), str(dst), metadata={META_KEY: json.dumps(meta)})
+    return dst
+
+
+def test_native_metadata_records_family_and_is_checked(tiny_generator, tmp_path):
+    from stylenada.formats.native import FORMAT_VERSION, read_metadata
+
+    src = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    meta = read_metadata(src)
+    assert meta["family"] == "stylegan2" and meta["version"] == FORMAT_VERSION and meta["stylenada"]
+    # A file written before families existed (version 1, no family key) still loads, as StyleGAN2.
+    old = _rewrite_meta(src, tmp_path / "old.safetensors",
+                        lambda m: {k: v for k, v in m.items() if k not in ("family", "stylenada")} | {"version": 1})
+    assert torch.equal(outputs(load_generator(old)), outputs(tiny_generator))
+    for name, change, words in [
+        ("family", lambda m: m | {"family": "stylegan9"}, "unknown generator family 'stylegan9'"),
+        ("newer", lambda m: m | {"version": FORMAT_VERSION + 1}, "newer stylenada"),
+        ("key", lambda m: m | {"config": m["config"] | {"warp": 3}}, "bad stylegan2 config"),
+    ]:
+        bad = _rewrite_meta(src, tmp_path / f"{name}.safetensors", change)
+        with pytest.raises(CheckpointError, match=words) as e:
+            load_generator(bad)
+        assert "\n" not in str(e.value) and str(bad) in str(e.value)
+
+
+def test_load_in_another_dtype(tiny_generator, tmp_path):
+    src = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    G = load_generator(src, dtype=torch.float64)
+    assert all(p.dtype == torch.float64 for p in G.parameters())

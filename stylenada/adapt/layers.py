@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..errors import StylenadaError
-from ..models.stylegan2 import Generator
+from ..models.family import Generator
 
 if TYPE_CHECKING:
     from .trainer import NadaObjective

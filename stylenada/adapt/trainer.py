@@ -20,7 +20,7 @@ import torch
 from ..errors import StylenadaError
 from ..formats import load_generator, save_generator
 from ..formats.native import load_tensors
-from ..models.stylegan2 import Generator, mix_styles
+from ..models.family import Generator, mix_styles
 from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
 from ..utils.rundir import RunDir

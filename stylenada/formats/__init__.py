@@ -1,7 +1,7 @@
 """Generator checkpoint formats: native safetensors, rosinality ``.pt``, NVIDIA ``.pkl``.
 
-``load_generator`` detects the format from the file's content, infers the architecture from the
-weights and returns a ready :class:`~stylenada.models.stylegan2.Generator`.
+``load_generator`` detects the format from the file's content, infers the architecture (family and
+config) from the file and returns a ready generator of that family.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..models.stylegan2 import Generator, GeneratorConfig
+from ..models.family import Generator
 from . import native, nvidia, rosinality  # noqa: F401  (registers the formats)
 from .registry import FORMATS, CheckpointFormat, build_generator, check_file, describe, detect_format
 
@@ -25,19 +25,21 @@ log = logging.getLogger(__name__)
 class CheckpointInfo:
     path: str
     format: str
-    config: GeneratorConfig
+    config: object  # the family's config
     num_params: int
     has_w_avg: bool
+    family: str = "stylegan2"
 
 
-def _read(path: str | os.PathLike) -> tuple[CheckpointFormat, GeneratorConfig, dict[str, torch.Tensor]]:
+def _read(path: str | os.PathLike) -> tuple[CheckpointFormat, object, dict[str, torch.Tensor]]:
     fmt = detect_format(path)
     cfg, state = fmt.load(Path(path))
     return fmt, cfg, state
 
 
-def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") -> Generator:
-    """Load a StyleGAN2 generator from any supported checkpoint; returned in eval mode on ``device``."""
+def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> Generator:
+    """Load a generator from any supported checkpoint; returned in eval mode on ``device`` in ``dtype``."""
     fmt, cfg, state = _read(path)
     has_avg = "mapping.w_avg" in state
     if not has_avg:
@@ -47,14 +49,14 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu") 
         log.warning("%s stores no average w: estimating it from 4096 seeded samples for truncation", path)
         G.mapping.w_avg.copy_(G.estimate_w_avg())
     G.source_format = fmt.name  # type: ignore[attr-defined]
-    return G.eval().to(device)
+    return G.eval().to(device=device, dtype=dtype)
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     fmt, cfg, state = _read(path)
     G = build_generator(cfg, {**{"mapping.w_avg": torch.zeros(cfg.w_dim)}, **state}, str(path))
     n = sum(p.numel() for p in G.parameters())
-    return CheckpointInfo(str(path), fmt.name, cfg, n, "mapping.w_avg" in state)
+    return CheckpointInfo(str(path), fmt.name, cfg, n, "mapping.w_avg" in state, G.family)
 
 
 def writable_formats() -> list[str]:

@@ -11,12 +11,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError
-from ..models.stylegan2 import Generator, GeneratorConfig
+from ..models.family import get_family
 from ..utils.io import atomic_write
 from .registry import CheckpointFormat, register_format
 
 META_KEY = "stylenada"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the generator family is recorded ("family"); 1: StyleGAN2 implied
 
 
 def _sniff(path: Path, head: bytes) -> bool:
@@ -60,16 +60,26 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: cannot read safetensors data ({e}); the file is truncated or corrupt") from e
 
 
-def _load(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
+def _load(path: Path):
     meta = read_metadata(path)
-    if meta.get("kind") != "generator":
-        raise CheckpointError(f"{path}: holds a {meta.get('kind')!r}, not a generator")
-    cfg = GeneratorConfig.from_dict(meta["config"])
+    if not isinstance(meta, dict) or meta.get("kind") != "generator":
+        kind = meta.get("kind") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{path}: holds a {kind!r}, not a generator")
+    version = meta.get("version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path}: written by a newer stylenada (format version {version!r}; this one reads "
+                              f"up to {FORMAT_VERSION}): upgrade stylenada")
+    # Files written before families existed are StyleGAN2's.
+    family = get_family(meta.get("family", "stylegan2"), str(path))
+    cfg = family.config_from_dict(meta.get("config"), str(path))
     return cfg, load_tensors(path)
 
 
-def _save(G: Generator, path: Path) -> None:
-    meta = {"kind": "generator", "version": FORMAT_VERSION, "config": G.cfg.to_dict()}
+def _save(G, path: Path) -> None:
+    from .. import __version__
+
+    meta = {"kind": "generator", "family": G.family, "version": FORMAT_VERSION, "stylenada": __version__,
+            "config": G.cfg.to_dict()}
     save_tensors(path, G.state_dict(), meta)
 
 

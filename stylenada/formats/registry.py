@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
-from ..models.stylegan2 import Generator, GeneratorConfig
+from ..models.family import Generator, family_for_config
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class CheckpointFormat:
     name: str
     description: str
     sniff: Callable[[Path, bytes], bool]  # (path, first bytes) -> is this format?
-    load: Callable[[Path], tuple[GeneratorConfig, dict[str, torch.Tensor]]]  # native state dict
+    load: Callable[[Path], tuple[object, dict[str, torch.Tensor]]]  # (family config, native state dict)
     save: Callable[[Generator, Path], None] | None = None
     suffix: str = ""
 
@@ -56,31 +56,34 @@ def detect_format(path: str | os.PathLike) -> CheckpointFormat:
     raise CheckpointError(f"{path}: unrecognised checkpoint format; supported: {known}")
 
 
-def build_generator(cfg: GeneratorConfig, state: dict[str, torch.Tensor], source: str) -> Generator:
-    """Instantiate ``Generator(cfg)`` and load ``state``, naming any missing or mis-shaped tensor."""
-    G = Generator(cfg)
+def build_generator(cfg, state: dict[str, torch.Tensor], source: str):
+    """Instantiate the generator of ``cfg``'s family and load ``state``, naming any missing or mis-shaped
+    tensor."""
+    G = family_for_config(cfg).build(cfg)
     expected = G.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         raise CheckpointError(
-            f"{source}: weights do not match a StyleGAN2 generator of {describe(cfg)}: "
+            f"{source}: weights do not match a {G.family} generator of {describe(cfg)}: "
             f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
     for k, v in expected.items():
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(
                 f"{source}: tensor {k} has shape {tuple(state[k].shape)} but the architecture inferred "
-                f"({describe(cfg)}) needs {tuple(v.shape)}; the file is corrupt or not a standard StyleGAN2")
+                f"({describe(cfg)}) needs {tuple(v.shape)}; the file is corrupt or not a standard {G.family}")
         if not torch.isfinite(state[k]).all():
             raise CheckpointError(f"{source}: tensor {k} contains NaN or infinite values; the file is corrupt")
     G.load_state_dict({k: v.float() for k, v in state.items()})
     return G
 
 
-def describe(cfg: GeneratorConfig) -> str:
-    return (f"{cfg.resolution}px, z/w {cfg.z_dim}/{cfg.w_dim}, {cfg.mapping_layers} mapping layers, "
-            f"channel_base {cfg.channel_base}, channel_max {cfg.channel_max}")
+def describe(cfg) -> str:
+    """A one-line summary of a generator config (any family)."""
+    d = cfg.to_dict()
+    keys = ("z_dim", "w_dim", "mapping_layers", "channel_base", "channel_max")
+    return f"{d.get('resolution')}px, " + ", ".join(f"{k} {d[k]}" for k in keys if k in d)
 
 
 def infer_channels(channels: dict[int, int], source: str) -> tuple[int, int]:

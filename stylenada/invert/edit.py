@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from ..errors import StylenadaError
-from ..models.stylegan2 import Generator
+from ..models.family import Generator
 from ..utils.rundir import RunDir
 from .align import AlignConfig, align_face, as_pil
 from .encoders import Encoder, load_encoder, resize_images

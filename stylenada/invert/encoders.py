@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import CheckpointError, StylenadaError
-from ..models.stylegan2 import Generator
+from ..models.family import Generator
 
 log = logging.getLogger(__name__)
 

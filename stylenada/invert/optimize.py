@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..errors import StylenadaError
-from ..models.stylegan2 import Generator
+from ..models.family import Generator
 from .encoders import Encoder, load_encoder, resize_images
 
 SPACES = ("w", "w+")
@@ -90,7 +90,7 @@ def lr_schedule(t: float, cfg: ProjectConfig) -> float:
 
 
 def _noise_shapes(G: Generator) -> list[int]:
-    return [conv.resolution for _, conv in G.synthesis.conv_layers_by_w()]
+    return G.synthesis.noise_resolutions()
 
 
 @torch.no_grad()

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..models.stylegan2 import Generator
+from ..models.family import Generator
 from ..utils.scripts import config_parser, log_record, write_log
 from .encoders import Encoder, EncoderConfig, save_encoder
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .family import GeneratorFamily, mix_styles, register_family
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 NOISE_MODES = ("random", "const", "none")
@@ -306,6 +307,8 @@ class SynthesisNetwork(nn.Module):
 class Generator(nn.Module):
     """StyleGAN2 generator: ``G(z)`` = ``G.synthesis(G.mapping(z))``. Images are NCHW in about [-1, 1]."""
 
+    family = "stylegan2"
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
@@ -332,14 +335,6 @@ class Generator(nn.Module):
 
     def synthesis_parameters(self) -> list[nn.Parameter]:
         return list(self.synthesis.parameters())
-
-
-def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: int) -> torch.Tensor:
-    """Style mixing: W+ entries from ``cutoff`` on are taken from ``ws2``."""
-    assert ws.shape == ws2.shape and 0 <= cutoff <= ws.shape[1]
-    out = ws.clone()
-    out[:, cutoff:] = ws2[:, cutoff:]
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -444,3 +439,12 @@ class Discriminator(nn.Module):
         x = self.blocks(self.fromrgb(img))
         x = self.conv(self.minibatch_std(x))
         return self.out(self.fc(x.flatten(1)))
+
+
+STYLEGAN2 = register_family(GeneratorFamily(
+    "stylegan2", GeneratorConfig, Generator, "StyleGAN2 config F (skip generator)",
+    preset=lambda resolution, channel_multiplier=2: GeneratorConfig.from_channel_multiplier(resolution,
+                                                                                            channel_multiplier)))
+
+__all__ = ["STYLEGAN2", "Discriminator", "DiscriminatorConfig", "Generator", "GeneratorConfig", "LayerSlot",
+           "mix_styles", "normalize_2nd_moment"]

@@ -25,8 +25,8 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..eval.metrics import frechet_distance
+from ..models.family import Generator
 from ..models.sampling import sample_images
-from ..models.stylegan2 import Generator
 from .reader import VALID_MAX_ERROR, AttributeReader
 from .render import DOMAINS, Domain, ShapeAttributes, render_batch
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 from ..formats import save_generator
-from ..models.stylegan2 import (
+from ..models import (
     Discriminator,
     DiscriminatorConfig,
     Generator,
