@@ -391,3 +391,39 @@ def test_target_images_keep_their_aspect_for_clip(tmp_path):
     save_image(torch.rand(3, 20, 60) * 2 - 1, tmp_path / "wide.png")
     (img,) = load_target_images(tmp_path)
     assert img.shape == (1, 3, 20, 60)
+
+
+@pytest.mark.parametrize("name", sorted(__import__("stylenada.adapt.layers", fromlist=["STRATEGIES"]).STRATEGIES))
+def test_every_registered_strategy(name, gen_path, tmp_path, random_clip):
+    """Each strategy of the registry, the same checks: only what its selection names (and masks) changes,
+    two runs with one seed agree exactly, and its state round-trips so a resumed run trains the same."""
+    sel = SelectionConfig(w_batch=2, k=3)
+
+    def steps(out, n=2):
+        """n steps; for each, the parameters that changed and those its selection set to train."""
+        tr = Trainer(make_cfg(gen_path, out, layers=name, selection=sel), clip_models=[(random_clip, 1.0)])
+        log = []
+        for _ in range(n):
+            before = {k: p.detach().clone() for k, p in tr.G_train.synthesis.named_parameters()}
+            rec = tr.train_step()
+            trained = {k for k, p in tr.G_train.synthesis.named_parameters() if p.requires_grad}
+            changed = {k for k, p in tr.G_train.synthesis.named_parameters() if not torch.equal(p.detach(), before[k])}
+            log.append((rec, trained, changed))
+        return tr, log
+
+    tr, log = steps(tmp_path / "a")
+    for rec, trained, changed in log:
+        assert changed <= trained
+        if "selection" in rec:
+            named = set(rec["selection"]["layers"])
+            assert all(any(n == layer or n.startswith(layer + ".") for layer in named) for n in trained)
+        if name != "none":
+            assert changed
+    assert log[-1][0].get("selection", log[0][0]["selection"])["trained_parameters"] == \
+        tr.strategy.trained_parameters()
+    tr2, _ = steps(tmp_path / "b")
+    for (n, p), (_, q) in zip(tr.G_train.state_dict().items(), tr2.G_train.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
+    fresh = Trainer(make_cfg(gen_path, tmp_path / "c", layers=name, selection=sel), clip_models=[(random_clip, 1.0)])
+    fresh.strategy.load_state_dict(tr.strategy.state_dict())
+    assert fresh.strategy.trained_parameters() == tr.strategy.trained_parameters()

@@ -154,3 +154,25 @@ def test_identity_similarity_on_a_real_face():
     same = identity_similarity(a, shifted)
     assert same["faces_found"] == 1 and same["same_person"] == 1.0 and same["mean_distance"] < 0.3
     assert identity_similarity(a, blank) == {"faces_found": 0.0}
+
+
+@pytest.mark.parametrize("name", sorted(__import__("stylenada.eval.metrics", fromlist=["METRICS"]).METRICS))
+def test_every_registered_metric_on_identical_generators(name, tiny_generator, tmp_path, random_clip):
+    """Each metric of the registry runs through `evaluate` and gives finite numbers; on two identical
+    generators nothing it measures can have changed."""
+    path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    refs = tmp_path / "refs"
+    refs.mkdir()
+    from stylenada.utils.images import save_image
+
+    for i in range(4):
+        save_image(torch.rand(3, 32, 32) * 2 - 1, refs / f"r{i}.png")
+    r = evaluate(path, source_generator=str(path), source="a photo", target="a sketch", clip_models=[(random_clip,
+                 1.0)], templates="single", n=8, metrics=[name], reference=refs, faces=False)
+    values = [v for v in __import__("stylenada.eval", fromlist=["flatten"]).flatten(r.get(name, {})).values()
+              if isinstance(v, (int, float))]
+    assert all(v == v and abs(v) != float("inf") for v in values), r.get(name)
+    if name == "preservation":
+        assert all(v == pytest.approx(1.0, abs=1e-5) for v in values)
+    if name == "direction":
+        assert all(v == 0.0 for v in values)

@@ -19,9 +19,17 @@ def outputs(G, seed=0, psi=0.7):
         return G(z, truncation_psi=psi)
 
 
-@pytest.mark.parametrize("name", ["g.safetensors", "g.pt"])
-def test_roundtrip_is_exact(tiny_generator, tmp_path, name):
-    path = save_generator(tiny_generator, tmp_path / name)
+@pytest.mark.parametrize("fmt", sorted(__import__("stylenada.formats", fromlist=["w"]).writable_formats()))
+def test_roundtrip_is_exact(tiny_generator, tmp_path, fmt):
+    """Every writable format of the registry: exact round trip, and a truncated file is one clear error."""
+    from stylenada.formats import FORMATS
+
+    path = save_generator(tiny_generator, tmp_path / f"g{FORMATS[fmt].suffix}", fmt)
+    cut = tmp_path / f"cut{FORMATS[fmt].suffix}"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(CheckpointError) as e:
+        load_generator(cut)
+    assert "\n" not in str(e.value) and str(cut) in str(e.value)
     G2 = load_generator(path)
     assert G2.cfg == tiny_generator.cfg
     assert torch.equal(outputs(G2), outputs(tiny_generator))

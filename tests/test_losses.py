@@ -147,7 +147,7 @@ def test_weighting_state_roundtrip():
     assert a.lambdas() == b.lambdas()
 
 
-@pytest.mark.parametrize("name", ["fixed", "learned", "constrained"])
+@pytest.mark.parametrize("name", sorted(__import__("stylenada.adapt.weighting", fromlist=["W"]).WEIGHTINGS))
 def test_every_weighting_takes_any_set_of_terms(name):
     """A third term (here 'global') is weighted, combined and adapted like the others, by every weighting;
     a state round trip continues identically."""
