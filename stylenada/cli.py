@@ -8,7 +8,11 @@ from pathlib import Path
 
 import click
 
+from .adapt.config import choices as config_choices
+from .clip.models import DEFAULT_CLIP
 from .errors import StylenadaError
+from .formats import writable_formats
+from .models.family import NOISE_MODES
 from .utils.rundir import RunDir
 
 
@@ -83,7 +87,7 @@ def info(checkpoint: Path) -> None:
 @cli.command()
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("dst", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["native", "rosinality"]), default=None,
+@click.option("--format", "fmt", type=click.Choice(writable_formats()), default=None,
               help="Output format (default: from DST's suffix: .safetensors native, .pt rosinality).")
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
 @user_errors
@@ -103,7 +107,7 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
 @click.option("--truncation", type=float, default=1.0, show_default=True, help="Truncation psi toward the mean w.")
-@click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const", show_default=True)
+@click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default="const", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write one grid image here.")
 @click.option("--outdir", type=click.Path(path_type=Path), default=None, help="Write one PNG per seed here.")
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
@@ -189,12 +193,9 @@ def _config_options(fn):
     import dataclasses
 
     from .adapt.config import TrainConfig
-    from .adapt.layers import STRATEGIES, SelectionConfig
-    from .adapt.weighting import WEIGHTINGS
+    from .adapt.layers import SelectionConfig
 
-    choices = {"layers": list(STRATEGIES), "weighting": list(WEIGHTINGS), "templates": ["imagenet", "single", "none"],
-               "source_text": ["static", "dynamic"], "noise_mode": ["random", "const", "none"],
-               "precision": ["fp32", "bf16"], "param_level": ["tensor", "element"]}
+    choices = config_choices()
     renamed = {"k": "--k", "interval": "--selection-interval"}
     fields = [f for f in dataclasses.fields(TrainConfig) if f.name != "selection"]
     fields += list(dataclasses.fields(SelectionConfig))
@@ -207,11 +208,11 @@ def _config_options(fn):
                                     "(repeatable).")
         elif f.name == "clip":
             opt = click.option("--clip", multiple=True, default=None,
-                               help="CLIP model 'name:pretrained[@weight]', repeatable (default ViT-B-32:openai).")
+                               help=f"CLIP model 'name:pretrained[@weight]', repeatable (default {DEFAULT_CLIP}).")
         elif isinstance(default, bool):
             opt = click.option(f"{flag}/--no-{flag[2:]}", f.name, default=None)
         elif f.name in choices:
-            opt = click.option(flag, f.name, type=click.Choice(choices[f.name]), default=None,
+            opt = click.option(flag, f.name, type=click.Choice(list(choices[f.name])), default=None,
                                help=f"[default: {default}]")
         else:
             typ = {int: int, float: float}.get(type(default), str)

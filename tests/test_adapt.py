@@ -235,7 +235,7 @@ def test_train_mapping_trains_the_mapping(gen_path, tmp_path, random_clip):
 
 
 def test_unknown_strategy_and_bad_options(gen_path, tmp_path, random_clip):
-    with pytest.raises(StylenadaError, match="unknown layer strategy"):
+    with pytest.raises(StylenadaError, match="unknown --layers 'bogus'"):
         make_cfg(gen_path, tmp_path / "x", layers="bogus").validate()
     with pytest.raises(StylenadaError, match="param-level"):
         make_strategy("adaptive_param", Generator(TINY), SelectionConfig(param_level="rows"))

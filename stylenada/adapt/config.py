@@ -10,9 +10,22 @@ from pathlib import Path
 
 import yaml
 
+from ..clip.models import DEFAULT_CLIP
+from ..clip.templates import TEMPLATE_SETS
 from ..errors import StylenadaError
-from .layers import STRATEGIES, SelectionConfig
+from ..models.family import NOISE_MODES
+from .layers import PARAM_LEVELS, STRATEGIES, SelectionConfig
+from .source_text import SOURCE_TEXT_MODES
 from .weighting import WEIGHTINGS
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def choices() -> dict[str, tuple[str, ...]]:
+    """The allowed values of every option that takes a name, from the registries (the CLI offers these)."""
+    return {"layers": tuple(STRATEGIES), "weighting": tuple(WEIGHTINGS), "templates": tuple(TEMPLATE_SETS),
+            "source_text": SOURCE_TEXT_MODES, "noise_mode": NOISE_MODES, "precision": PRECISIONS,
+            "param_level": PARAM_LEVELS}
 
 
 def _checked(name: str, value: object, spec: dataclasses.Field) -> object:
@@ -61,7 +74,7 @@ class TrainConfig:
     target: str = ""  # target text; or leave empty and give target_images
     target_images: str | None = None  # folder of target-domain images (image-guided mode)
     out: str = "runs/adapt"
-    clip: list[str] = field(default_factory=lambda: ["ViT-B-32:openai"])  # 'name:pretrained[@weight]'
+    clip: list[str] = field(default_factory=lambda: [DEFAULT_CLIP])  # 'name:pretrained[@weight]'
     templates: str = "imagenet"  # 'imagenet' (80 averaged), 'single' ("a photo of a {}"), 'none' (as given)
 
     iters: int = 300
@@ -185,18 +198,11 @@ class TrainConfig:
         if self.target_images is None and self.source.strip().lower() == self.target.strip().lower() \
                 and self.source_text == "static":
             raise StylenadaError(f"source and target texts are identical ({self.source!r}): nothing to adapt to")
-        if self.layers not in STRATEGIES:
-            raise StylenadaError(f"unknown layer strategy {self.layers!r}; choose one of {', '.join(STRATEGIES)}")
-        if self.weighting not in WEIGHTINGS:
-            raise StylenadaError(f"unknown weighting {self.weighting!r}; choose one of {', '.join(WEIGHTINGS)}")
-        if self.templates not in ("imagenet", "single", "none"):
-            raise StylenadaError(f"--templates must be 'imagenet', 'single' or 'none', got {self.templates!r}")
-        if self.source_text not in ("static", "dynamic"):
-            raise StylenadaError(f"--source-text must be 'static' or 'dynamic', got {self.source_text!r}")
-        if self.noise_mode not in ("random", "const", "none"):
-            raise StylenadaError(f"--noise-mode must be random, const or none, got {self.noise_mode!r}")
-        if self.precision not in ("fp32", "bf16"):
-            raise StylenadaError(f"--precision must be fp32 or bf16, got {self.precision!r}")
+        for name, allowed in choices().items():
+            value = getattr(self.selection if name == "param_level" else self, name)
+            if value not in allowed:
+                flag = "--" + name.replace("_", "-")
+                raise StylenadaError(f"unknown {flag} {value!r}; choose one of {', '.join(allowed)}")
         if self.keep_checkpoints < 0:
             raise StylenadaError(f"--keep-checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
         for name in ("iters", "batch", "n_samples", "source_interval", "source_batch"):
@@ -212,7 +218,7 @@ class TrainConfig:
         if not 0 <= self.mixing <= 1:
             raise StylenadaError(f"--mixing is a probability in [0, 1], got {self.mixing}")
         if not self.clip:
-            raise StylenadaError("no CLIP model given: pass --clip, e.g. --clip ViT-B-32:openai")
+            raise StylenadaError(f"no CLIP model given: pass --clip, e.g. --clip {DEFAULT_CLIP}")
         from .losses import LOSS_TERMS
 
         for name, value in self.lambdas.items():

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from .trainer import NadaObjective
 
 STRATEGIES: dict[str, type[LayerStrategy]] = {}
+PARAM_LEVELS = ("element", "tensor")  # adaptive_param: rank single parameters, or whole tensors
 
 
 def register_strategy(name: str) -> Callable[[type[LayerStrategy]], type[LayerStrategy]]:
@@ -277,7 +278,7 @@ class AdaptiveParameters(LayerStrategy):
 
     def __init__(self, G_train: Generator, cfg: SelectionConfig):
         super().__init__(G_train, cfg)
-        if cfg.param_level not in ("tensor", "element"):
+        if cfg.param_level not in PARAM_LEVELS:
             raise StylenadaError(f"--param-level must be 'tensor' or 'element', got {cfg.param_level!r}")
         if not 0 < cfg.param_fraction <= 1:
             raise StylenadaError(f"--param-fraction must be in (0, 1], got {cfg.param_fraction}")

@@ -14,6 +14,8 @@ import torch.nn.functional as F
 
 from ..errors import StylenadaError
 
+SOURCE_TEXT_MODES = ("static", "dynamic")
+
 # Built-in candidates, by the generator's domain (plugins add theirs with register_candidates).
 CANDIDATES: dict[str, list[str]] = {
     "faces": ["photo", "a photo of a face", "a photo of a person", "a portrait photo", "a photo of a man",

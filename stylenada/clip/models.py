@@ -29,6 +29,8 @@ from ..errors import StylenadaError
 from .preprocess import PreprocessConfig, preprocess_for_clip
 from .templates import fill_template, resolve_templates
 
+DEFAULT_CLIP = "ViT-B-32:openai"  # the teacher when none is named (the paper's)
+
 # Named CLIP sources beside open_clip's hub and files: name -> loader(spec, device, dtype, preprocess_cfg).
 # Plugins register theirs (the shapes world: its tiny CLIPs; see stylenada.plugins).
 ClipLoader = Callable[..., "ClipModel"]

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..clip.models import DEFAULT_CLIP
 from ..errors import StylenadaError
 from ..models.sampling import sample_images
 from ..utils.rundir import RunDir
@@ -43,14 +44,14 @@ def resolve_target(run_or_ckpt: str | Path, source_generator: str | None = None,
         final_source = json.loads(run.summary.read_text()).get("source_text") if run.summary.exists() else None
         return EvalTarget(adapted, Path(source_generator or cfg["generator"]),
                           source or final_source or cfg.get("source"), target or cfg.get("target"),
-                          clip or cfg.get("clip") or ["ViT-B-32:openai"], templates or cfg.get("templates", "imagenet"),
+                          clip or cfg.get("clip") or [DEFAULT_CLIP], templates or cfg.get("templates", "imagenet"),
                           path)
     if not path.exists():
         raise StylenadaError(f"not found: {path} (pass a run folder or an adapted generator checkpoint)")
     if source_generator is None:
         raise StylenadaError(f"{path} is a checkpoint, not a run folder: pass --source-generator with the "
                              "generator it was adapted from")
-    return EvalTarget(path, Path(source_generator), source, target, clip or ["ViT-B-32:openai"],
+    return EvalTarget(path, Path(source_generator), source, target, clip or [DEFAULT_CLIP],
                       templates or "imagenet", None)
 
 

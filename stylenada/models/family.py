@@ -20,6 +20,8 @@ from torch import nn
 
 from ..errors import CheckpointError
 
+NOISE_MODES = ("random", "const", "none")  # per-pixel noise: fresh each call, the stored maps, or none
+
 
 @runtime_checkable
 class LayoutSlot(Protocol):
@@ -123,5 +125,5 @@ def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: int) -> torch.Tensor
     return out
 
 
-__all__ = ["FAMILIES", "Generator", "GeneratorFamily", "LayoutSlot", "family_for_config", "family_of", "get_family",
-           "mix_styles", "register_family"]
+__all__ = ["FAMILIES", "NOISE_MODES", "Generator", "GeneratorFamily", "LayoutSlot", "family_for_config", "family_of",
+           "get_family", "mix_styles", "register_family"]

@@ -20,10 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .family import GeneratorFamily, mix_styles, register_family
+from .family import NOISE_MODES, GeneratorFamily, mix_styles, register_family
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
-
-NOISE_MODES = ("random", "const", "none")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from ..clip.models import ClipModel, register_clip_source
 from ..errors import StylenadaError
 from ..eval import register_task_metrics
 from ..invert.train_encoder import REAL_IMAGE_SOURCES
+from .tasks import TASKS
 from .tiny_clip import WEIGHTS
 
 
@@ -72,7 +73,7 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 
 
 @cli.command("demo")
-@click.option("--task", type=click.Choice(["colour", "style", "shape"]), default="colour", show_default=True,
+@click.option("--task", type=click.Choice(list(TASKS)), default="colour", show_default=True,
               help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
 @click.option("--layers", default=None, help="Layer strategy (see `train --help`) [default: the demo's].")
 @click.option("--weighting", default=None, help="fixed, learned or constrained [default: fixed].")

@@ -9,6 +9,7 @@ import math
 import tempfile
 from pathlib import Path
 
+from ..clip.models import DEFAULT_CLIP
 from ..utils.io import atomic_write_text
 from ..utils.rundir import RunDir
 from .curves import load_config, load_records, plot_training_curves, run_layer_names
@@ -127,7 +128,7 @@ def directions_html(run_dir: Path, cfg: dict, clip_specs: list[str] | None, devi
         return note_html(f"no {run.generator.name} yet: the run has not finished")
     if not cfg.get("target"):
         return note_html("the run followed target images, not a target text: no text direction to draw")
-    specs = list(clip_specs or cfg.get("clip") or ["ViT-B-32:openai"])
+    specs = list(clip_specs or cfg.get("clip") or [DEFAULT_CLIP])
     try:
         G_frozen = load_generator(cfg["generator"], device=device)
         G_adapted = load_generator(run.generator, device=device)
