@@ -205,18 +205,36 @@ def test_collapsed_generator_has_no_diversity(shapes_gan, reader):
 # --- training scripts (a handful of steps, so they cannot rot) -----------------------------------------
 
 
-def test_training_scripts_run():
-    from stylenada.toy.reader import ReaderTrainConfig, train_reader
+def changed(module_a, module_b) -> bool:
+    return any(not torch.equal(a, b) for a, b in zip(module_a.state_dict().values(), module_b.state_dict().values(),
+                                                      strict=True))
+
+
+def test_training_scripts_train():
+    """A few steps of each shapes-world trainer move its network from the seeded initialisation, with finite
+    losses (the long runs that made the shipped weights are in stylenada/toy/weights/README.md)."""
+    from stylenada.models import Generator, GeneratorConfig
+    from stylenada.toy.reader import ReaderNet, ReaderTrainConfig, train_reader
+    from stylenada.toy.tiny_clip import build_tiny_clip
     from stylenada.toy.train_clip import ClipTrainConfig, train_tiny_clip
     from stylenada.toy.train_gan import GanTrainConfig, train_gan
 
-    G, log = train_gan(GanTrainConfig(iters=3, batch=8, log_every=1, r1_every=2), progress=False)
-    assert G.resolution == 32 and len(log) == 3 and all(torch.isfinite(torch.tensor(r["d_loss"])) for r in log)
-    clip_cfg = ClipTrainConfig(steps=2, batch=16, log_every=1, glow=0.5, colour_mix=0.5)
-    _, _, clog = train_tiny_clip(clip_cfg, progress=False)
-    assert "zero_shot" in clog[-1]
-    _, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
-    assert 0 <= metrics["shape"] <= 1
+    cfg = GanTrainConfig(iters=3, batch=8, log_every=1, r1_every=2, distill=1.0, distill_warmup=1)
+    G, log = train_gan(cfg, progress=False)
+    torch.manual_seed(cfg.seed)
+    G0 = Generator(GeneratorConfig(resolution=32, z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_layers=cfg.mapping_layers,
+                                   mapping_lr_mul=cfg.mapping_lr_mul, channel_base=cfg.channel_base,
+                                   channel_max=cfg.channel_max))
+    assert changed(G, G0) and len(log) == 3
+    assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["distill"]])).all() for r in log)
+    assert log[0]["d_loss"] == 0.0 and log[-1]["d_loss"] > 0  # the warm-up step has no D; later ones do
+    clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5,
+                               counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
+    model, _, clog = train_tiny_clip(clip_cfg, progress=False)
+    assert changed(model, build_tiny_clip(clip_cfg.seed)) and torch.isfinite(torch.tensor(clog[0]["loss"]))
+    reader, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
+    torch.manual_seed(0)
+    assert changed(reader.net, ReaderNet()) and set(metrics) >= {"shape", "colour", "style"}
 
 
 # --- the demo's claims ---------------------------------------------------------------------------------
