@@ -429,3 +429,27 @@ def test_every_registered_strategy(name, gen_path, tmp_path, random_clip):
     fresh = Trainer(make_cfg(gen_path, tmp_path / "c", layers=name, selection=sel), clip_models=[(random_clip, 1.0)])
     fresh.strategy.load_state_dict(tr.strategy.state_dict())
     assert fresh.strategy.trained_parameters() == tr.strategy.trained_parameters()
+
+
+def test_resume_before_the_first_checkpoint_restarts(gen_path, tmp_path, random_clip):
+    """A run stopped before any checkpoint (here: its folder holds a config and a partial log only, plus a
+    temporary file of an interrupted write) starts again on --resume and ends like an uninterrupted run."""
+    clips = [(random_clip, 1.0)]
+    full = adapt(make_cfg(gen_path, tmp_path / "full", iters=3), clip_models=clips, progress=False)
+    cfg = make_cfg(gen_path, tmp_path / "cut", iters=3)
+    run = tmp_path / "cut"
+    run.mkdir()
+    cfg.save(run / "config.json")
+    (run / "metrics.jsonl").write_text('{"step": 0}\n')
+    (run / ".generator.safetensors.abc.tmp").write_bytes(b"half")
+    resumed = resume(run, clip_models=clips, progress=False)
+    assert not list(run.rglob("*.tmp"))
+    a, b = load_generator(full.generator_path), load_generator(resumed.generator_path)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_first_checkpoint_comes_after_one_step(gen_path, tmp_path, random_clip):
+    res = adapt(make_cfg(gen_path, tmp_path / "r", iters=3, checkpoint_every=100, keep_checkpoints=0),
+                clip_models=[(random_clip, 1.0)], progress=False)
+    names = sorted(p.name for p in (res.run_dir / "checkpoints").glob("*.safetensors"))
+    assert names == ["step000001.safetensors", "step000003.safetensors"]

@@ -109,7 +109,7 @@ class TrainConfig:
     sample_every: int = 50
     n_samples: int = 8
     sample_truncation: float = 0.7
-    checkpoint_every: int = 100
+    checkpoint_every: int = 100  # also one after the first step, so that an early stop can resume
     keep_checkpoints: int = 2  # newest checkpoints kept in checkpoints/ (0: all)
     export_rosinality: bool = False
     tensorboard: bool = True

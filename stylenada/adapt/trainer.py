@@ -371,10 +371,16 @@ class Trainer:
             for path in self.rundir.checkpoint(name):
                 path.unlink(missing_ok=True)
 
-    def restore(self) -> None:
+    def restore(self) -> bool:
+        """Continue from the newest checkpoint; False (and a fresh start, the log cleared) when the run was
+        stopped before its first one. Temporary files of an interrupted write are removed first."""
+        for stale in self.run_dir.rglob(".*.tmp"):
+            stale.unlink(missing_ok=True)
         name = self.rundir.latest_checkpoint()
         if name is None:
-            raise StylenadaError(f"{self.run_dir} has no checkpoint to resume from (checkpoints/latest.json)")
+            log.warning("%s has no checkpoint yet: starting it again from step 0", self.run_dir)
+            self.rundir.metrics.unlink(missing_ok=True)
+            return False
         weights, state_path = self.rundir.checkpoint(name)
         self.G_train.load_state_dict(load_tensors(weights))
         state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -389,6 +395,7 @@ class Trainer:
         if mpath.exists():
             kept = [ln for ln in mpath.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
             atomic_write_text(mpath, "".join(ln + "\n" for ln in kept))
+        return True
 
     def run(self, progress: bool = True) -> AdaptResult:
         from tqdm import tqdm
@@ -413,7 +420,8 @@ class Trainer:
             bar.update(1)
             if cfg.sample_every and self.step % cfg.sample_every == 0:
                 save_image(self.sample_grid(), self.rundir.sample(self.step))
-            if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step < cfg.iters:
+            if cfg.checkpoint_every and (self.step % cfg.checkpoint_every == 0 or self.step == 1) \
+                    and self.step < cfg.iters:
                 self.checkpoint()
         bar.close()
         elapsed = time.perf_counter() - t_start
