@@ -49,39 +49,41 @@ def test_convert_nvidia_to_rosinality_keeps_images(tmp_path):
         assert (G(z) - G2(z)).abs().max() <= 1e-5
 
 
-# rosinality D key -> our D key. ``convs.0`` is the 1x1 from-RGB ConvLayer, ``convs.k`` (k >= 1) the residual
-# blocks from the highest resolution down. A ConvLayer is an nn.Sequential: (Blur,) EqualConv2d, (FusedLeakyReLU),
-# so the index of the weight and the bias moves by one when the layer downsamples. Blur ``kernel`` buffers have
-# no counterpart (our resample filter is a non-persistent buffer).
-ROSINALITY_D_KEYS = [
-    (r"convs\.0\.0\.weight", r"fromrgb.weight"),
-    (r"convs\.0\.1\.bias", r"fromrgb.bias"),
-    (r"convs\.(\d+)\.conv1\.0\.(weight)", r"blocks.{0}.conv0.\2"),
-    (r"convs\.(\d+)\.conv1\.1\.(bias)", r"blocks.{0}.conv0.\2"),
-    (r"convs\.(\d+)\.conv2\.1\.(weight)", r"blocks.{0}.conv1.\2"),
-    (r"convs\.(\d+)\.conv2\.2\.(bias)", r"blocks.{0}.conv1.\2"),
-    (r"convs\.(\d+)\.skip\.1\.(weight)", r"blocks.{0}.skip.\2"),
-    (r"final_conv\.0\.weight", r"conv.weight"),
-    (r"final_conv\.1\.bias", r"conv.bias"),
-    (r"final_linear\.0\.(weight|bias)", r"fc.\1"),
-    (r"final_linear\.1\.(weight|bias)", r"out.\1"),
-]
+# rosinality D key -> our D key. ``convs.0`` is the 1x1 from-RGB ConvLayer and ``convs.k`` (k >= 1) are the
+# residual blocks from the highest resolution down (our ``blocks.{k-1}``). A ConvLayer is an nn.Sequential of
+# (Blur,) EqualConv2d, (FusedLeakyReLU), so the index of its weight and bias moves by one when it downsamples.
+ROSINALITY_D_KEYS = {
+    "convs.0.0.weight": "fromrgb.weight",
+    "convs.0.1.bias": "fromrgb.bias",
+    "final_conv.0.weight": "conv.weight",
+    "final_conv.1.bias": "conv.bias",
+    "final_linear.0.weight": "fc.weight",
+    "final_linear.0.bias": "fc.bias",
+    "final_linear.1.weight": "out.weight",
+    "final_linear.1.bias": "out.bias",
+}
+ROSINALITY_D_BLOCK_KEYS = {
+    "conv1.0.weight": "conv0.weight",
+    "conv1.1.bias": "conv0.bias",
+    "conv2.1.weight": "conv1.weight",
+    "conv2.2.bias": "conv1.bias",
+    "skip.1.weight": "skip.weight",
+}
 
 
 def rosinality_d_to_native(sd: dict) -> dict:
-    """Rename a rosinality ``Discriminator`` state dict to our ``Discriminator``'s keys (values are shared)."""
+    """Rename a rosinality ``Discriminator`` state dict to our ``Discriminator``'s keys (values are shared).
+
+    Blur ``kernel`` buffers are dropped: they hold the fixed resample filter, a non-persistent buffer here."""
     out = {}
     for key, value in sd.items():
-        if key.endswith(".kernel"):  # Blur buffers: the fixed [1, 3, 3, 1] filter
+        block = re.fullmatch(r"convs\.([1-9]\d*)\.(.+)", key)
+        if key.endswith(".kernel"):
             continue
-        for pattern, target in ROSINALITY_D_KEYS:
-            m = re.fullmatch(pattern, key)
-            if m:
-                block = int(m.group(1)) - 1 if m.re.groups == 2 else None  # convs.k is our blocks.(k-1)
-                out[m.expand(target.format(block))] = value
-                break
+        elif block:
+            out[f"blocks.{int(block[1]) - 1}.{ROSINALITY_D_BLOCK_KEYS[block[2]]}"] = value
         else:
-            raise KeyError(f"unmapped rosinality discriminator key {key!r}")
+            out[ROSINALITY_D_KEYS[key]] = value
     return out
 
 
@@ -91,6 +93,9 @@ def test_discriminator_matches_rosinality():
     # rosinality's D was built with 16 channels at every resolution: channel_base 256 gives min(256 // r, 16) = 16.
     D = Discriminator(DiscriminatorConfig(resolution=16, channel_base=256, channel_max=16)).eval()
     D.load_state_dict(rosinality_d_to_native(ckpt["d"]), strict=True)
+    f = D.blocks[0].conv1.resample_filter  # separable 1-D taps; rosinality stores their 2-D outer product
+    for key in (k for k in ckpt["d"] if k.endswith(".kernel")):  # the Blur buffers the key map drops
+        torch.testing.assert_close(ckpt["d"][key], torch.outer(f, f), rtol=0, atol=0)
     with torch.no_grad():
         logits = D(torch.from_numpy(ref["images"])).numpy()
     assert logits.shape == ref["logits"].shape

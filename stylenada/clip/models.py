@@ -386,6 +386,35 @@ def _unanimous_tag_settings(name: str) -> dict:
     return out
 
 
+def _weights_cached(tag_cfg: dict) -> bool:
+    """Whether open_clip would find the tag's weights without downloading (Hugging Face cache or URL cache)."""
+    hub = tag_cfg.get("hf_hub", "")
+    if hub:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return False
+        model_id, filename = os.path.split(hub)
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        names += [n.rsplit(".", 1)[0] + ".safetensors" for n in names]
+        return any(isinstance(try_to_load_from_cache(model_id, n), str) for n in names)
+    url = tag_cfg.get("url", "")
+    return bool(url) and os.path.isfile(os.path.expanduser(f"~/.cache/clip/{os.path.basename(url)}"))
+
+
+def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+    """A quick TCP connect to the model hub (no request is sent)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _download_hint(name: str, tag_cfg: dict) -> str:
     import open_clip
 
@@ -436,6 +465,12 @@ def load_clip(spec: str | ClipSpec, device: str | torch.device = "cpu", dtype: t
             kind = "tag"
             tag_cfg = open_clip.get_pretrained_cfg(spec.name, pretrained)
             kwargs["force_quick_gelu"] = bool(tag_cfg.get("quick_gelu", False))
+            if not _weights_cached(tag_cfg) and not _hub_reachable():
+                # Fail at once, in one line, instead of the hub client's minute of retries.
+                raise StylenadaError(
+                    f"the CLIP weights for {spec.model_id} are not cached here and the model hub cannot be reached "
+                    f"(no network?): download them elsewhere and pass the file, e.g. "
+                    f"{_download_hint(spec.name, tag_cfg)}")
         else:
             path = os.path.expanduser(pretrained)
             if not os.path.isfile(path):
