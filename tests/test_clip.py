@@ -374,13 +374,11 @@ def test_clip_sees_the_saved_image_not_out_of_range_values(random_clip):
 
 
 def test_uncached_hub_weights_without_network_fail_at_once(monkeypatch):
-    import time
-
     import stylenada.clip.models as M
 
     monkeypatch.setattr(M, "_weights_cached", lambda cfg: False)
     monkeypatch.setattr(M, "_hub_reachable", lambda *a, **k: False)
-    t0 = time.perf_counter()
+    monkeypatch.setattr("open_clip.create_model", lambda *a, **k: pytest.fail("tried to download"))
     with pytest.raises(StylenadaError, match="cannot be reached") as e:
         load_clip("ViT-B-32:openai")
-    assert time.perf_counter() - t0 < 5 and "\n" not in str(e.value) and "/path/to/" in str(e.value)
+    assert "\n" not in str(e.value) and "/path/to/" in str(e.value)
