@@ -175,3 +175,14 @@ def test_info_on_a_clip_file_says_it_is_not_a_generator(capsys):
     clip = Path(__file__).parents[1] / "stylenada" / "toy" / "weights" / "tiny_clip.safetensors"
     code, _, err = run(capsys, "info", str(clip))
     assert code == 1 and "not a generator checkpoint" in err and "convert" not in err
+
+
+def test_train_reports_bad_paths_before_loading_anything(tiny_generator, tmp_path, capsys):
+    gen = save_generator(tiny_generator, tmp_path / "g.pt")
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "empty").mkdir()
+    for args, words in [(["--target", "x", "--out", str(tmp_path / "file" / "run")], "cannot create the run folder"),
+                        (["--target-images", str(tmp_path / "nope"), "--target", ""], "target image folder not found"),
+                        (["--target-images", str(tmp_path / "empty"), "--target", ""], "no images")]:
+        code, _, err = run(capsys, "train", "--generator", str(gen), "--clip", "NotLoaded-B-1:x", *args)
+        assert code == 1 and words in err and err.strip().count("\n") == 0, (args, err)

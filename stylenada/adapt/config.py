@@ -193,6 +193,12 @@ class TrainConfig:
             raise StylenadaError("no generator given: pass --generator CKPT")
         if not self.source.strip():
             raise StylenadaError("empty source text: give a non-empty --source (e.g. 'photo')")
+        if self.target_images is not None:
+            folder = Path(self.target_images)
+            if not folder.is_dir():
+                raise StylenadaError(f"target image folder not found: {folder} (--target-images)")
+            if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp") for p in folder.iterdir()):
+                raise StylenadaError(f"no images (.png/.jpg/.webp/.bmp) in {folder}: add target-domain examples")
         if self.target_images is None and not self.target.strip():
             raise StylenadaError("empty target text: give a non-empty --target, or --target-images DIR")
         if self.target_images is None and self.source.strip().lower() == self.target.strip().lower() \

@@ -11,6 +11,7 @@ import contextlib
 import copy
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,6 +233,13 @@ class Trainer:
         if not resume and RunDir.is_run(self.run_dir):
             raise StylenadaError(f"{self.run_dir} already holds a run: pass --resume {self.run_dir} to continue "
                                  "it, or choose another --out")
+        try:  # before anything slow: a run folder that cannot be written is one line, at once
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StylenadaError(f"cannot create the run folder {self.run_dir} ({e.strerror}): choose another "
+                                 "--out") from None
+        if not os.access(self.run_dir, os.W_OK):
+            raise StylenadaError(f"no permission to write in {self.run_dir}: choose another --out")
         # Every random draw of the run (latents, style mixing, noise maps, selection batches) comes from this
         # one generator, saved in checkpoints; the global RNG is neither seeded nor used. It lives on the
         # CPU, so a run draws the same latents and noise on any device.
