@@ -6,6 +6,7 @@ peak memory is its own. Results: printed, and written to benchmarks/results/gene
 
     .venv/bin/python benchmarks/generator.py                      # 256 and 1024 px, batch 1, 2, 4
     .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --repeats 3
+    .venv/bin/python benchmarks/generator.py --res 32 256 --batch 8 2 --modconv grouped scaled   # both forms
 """
 
 from __future__ import annotations
@@ -22,11 +23,15 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(res: int, batch: int, device: str, repeats: int, precision: str) -> dict:
+def measure(res: int, batch: int, device: str, repeats: int, precision: str, modconv: str | None = None) -> dict:
     import torch
 
+    from stylenada.models import ops
     from stylenada.models.stylegan2 import Generator, GeneratorConfig
     from stylenada.utils.runtime import keep_freed_memory
+
+    if modconv is not None:
+        ops.MODCONV_FORM[torch.device(device).type] = modconv
 
     if device == "cpu":
         keep_freed_memory()
@@ -55,7 +60,8 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str) -> 
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    out = {"resolution": res, "batch": batch, "device": device, "precision": precision}
+    out = {"resolution": res, "batch": batch, "device": device, "precision": precision,
+           "modconv": ops.MODCONV_FORM[torch.device(device).type]}
     for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
         fn()  # warm-up
         times = []
@@ -82,6 +88,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available, else cpu)")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--modconv", nargs="+", choices=["grouped", "scaled"], default=[None],
+                    help="modulated-conv forms to compare (default: the device's choice in models/ops.py)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one configuration
     args = ap.parse_args(argv)
 
@@ -89,18 +97,21 @@ def main(argv: list[str] | None = None) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.one:
-        print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision)))
+        print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision, args.modconv[0])))
         return
     rows = []
-    print(f"{'res':>5} {'batch':>5} {'fwd s/img':>10} {'fwd+bwd s/img':>14} {'peak MB':>9}")
+    print(f"{'res':>5} {'batch':>5} {'modconv':>8} {'fwd s/img':>10} {'fwd+bwd s/img':>14} {'peak MB':>9}")
     for res in args.res:
         for batch in args.batch:
-            cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device", device,
-                   "--repeats", str(args.repeats), "--precision", args.precision]
-            r = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-            rows.append(r)
-            print(f"{res:>5} {batch:>5} {r['forward_s_per_image']:>10.3f} {r['forward_backward_s_per_image']:>14.3f} "
-                  f"{r['peak_mem_mb']:>9.0f}", flush=True)
+            for form in args.modconv:
+                cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device",
+                       device, "--repeats", str(args.repeats), "--precision", args.precision]
+                cmd += ["--modconv", form] if form else []
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+                r = json.loads(out)
+                rows.append(r)
+                print(f"{res:>5} {batch:>5} {r['modconv']:>8} {r['forward_s_per_image']:>10.3f} "
+                      f"{r['forward_backward_s_per_image']:>14.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     path = RESULTS / f"generator-{tag}-{args.precision}.json"
