@@ -453,3 +453,19 @@ def test_first_checkpoint_comes_after_one_step(gen_path, tmp_path, random_clip):
                 clip_models=[(random_clip, 1.0)], progress=False)
     names = sorted(p.name for p in (res.run_dir / "checkpoints").glob("*.safetensors"))
     assert names == ["step000001.safetensors", "step000003.safetensors"]
+
+
+@pytest.mark.gpu
+def test_resume_equals_uninterrupted_on_cuda(gen_path, tmp_path, random_clip):
+    """On a GPU: latents, noise and selection draws come from the run's CPU generator, saved in the
+    checkpoint, so a resumed CUDA run ends with the same weights as an uninterrupted one."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device here (run benchmarks/gpu.sh on a GPU machine)")
+    clips = [(random_clip.to("cuda"), 1.0)]
+    kw = dict(layers="adaptive", weighting="learned", lambda_l2=1.0, device="cuda")
+    full = adapt(make_cfg(gen_path, tmp_path / "full", iters=4, **kw), clip_models=clips, progress=False)
+    part = adapt(make_cfg(gen_path, tmp_path / "part", iters=2, **kw), clip_models=clips, progress=False)
+    resumed = resume(part.run_dir, iters=4, clip_models=clips, progress=False)
+    a, b = load_generator(full.generator_path), load_generator(resumed.generator_path)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
