@@ -241,19 +241,22 @@ def test_training_scripts_train():
 
 
 def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
-    """The demo (colour task, adaptive strategy, its default settings) turns the red shapes blue while
-    keeping their other attributes (the issue's bar: 90% and 90%), and its metrics can tell a trained
-    generator from an untouched one.
+    """The demo (colour task, its default settings: every layer, 150 steps, the two teachers) turns the red
+    shapes blue while keeping their other attributes and drawing valid shapes, judged by the reader and
+    by pixel statistics; its metrics tell a trained generator from an untouched one.
 
-    Measured (seeds 0/1/2): target success 100/100/100%, preservation 93/84/81%; this test runs seed 0.
+    Measured in the strategy study (docs/strategy-study.md, 5 seeds, 128 latents): success 100% every seed,
+    preservation 93-97%, valid 88-95%; this test runs seed 0 on 256 latents.
     """
     from stylenada.toy.demo import DemoConfig, run_demo
 
-    m = run_demo(DemoConfig(task="colour", layers="adaptive", out=str(tmp_path / "a")), progress=False)
+    m = run_demo(DemoConfig(task="colour", out=str(tmp_path / "a")), progress=False)
     summary = json.loads((tmp_path / "a" / "summary.json").read_text())
     assert summary["final_clip_loss"] < summary["initial_clip_loss"]  # the directional loss falls
     assert m["target_success_before"] <= 0.05 and m["target_success"] >= 0.9
-    assert m["preservation"] >= 0.9 and m["diversity_ratio"] >= 0.7
+    assert m["pixel_success_before"] <= 0.05 and m["pixel_success"] >= 0.9  # the second judge agrees
+    assert m["preservation"] >= 0.9 and m["valid_after"] >= 0.8 and m["diversity_ratio"] >= 0.9
+    assert all(v <= 0.05 for v in m["fooled"].values())
     control = run_demo(DemoConfig(task="colour", layers="none", iters=5, out=str(tmp_path / "n"), n_eval=64),
                        progress=False)
     assert control["target_success"] == control["target_success_before"] <= 0.05

@@ -33,7 +33,7 @@ TEACHERS = ["tiny-shapes", "tiny-shapes-rn"]  # the ensemble that trains (two ar
 @dataclass
 class DemoConfig:
     task: str = "colour"  # colour | style | shape
-    layers: str = "adaptive"
+    layers: str = "all"  # the strategy study's best on the shapes world (docs/strategy-study.md)
     weighting: str = "fixed"
     iters: int = 150
     batch: int = 8

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import click
 
-from ..adapt.source_text import register_candidates
+from ..adapt.layers import STRATEGIES
+from ..adapt.source_text import SOURCE_TEXT_MODES, register_candidates
+from ..adapt.weighting import WEIGHTINGS
 from ..cli import cli, user_errors
 from ..clip.models import ClipModel, register_clip_source
 from ..errors import StylenadaError
 from ..eval import register_task_metrics
 from ..invert.train_encoder import REAL_IMAGE_SOURCES
+from ..models.family import NOISE_MODES
 from .tasks import TASKS
 from .tiny_clip import WEIGHTS
 
@@ -75,28 +78,23 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 @cli.command("demo")
 @click.option("--task", type=click.Choice(list(TASKS)), default="colour", show_default=True,
               help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
-@click.option("--layers", default=None, help="Layer strategy (see `train --help`) [default: the demo's].")
-@click.option("--weighting", default=None, help="fixed, learned or constrained [default: fixed].")
+@click.option("--layers", type=click.Choice(list(STRATEGIES)), default=None,
+              help="Layer strategy (see `train --help`) [default: all].")
+@click.option("--weighting", type=click.Choice(list(WEIGHTINGS)), default=None, help="[default: fixed]")
 @click.option("--iters", type=int, default=None, help="Training steps [default: the demo's].")
 @click.option("--k", type=int, default=None, help="W+ entries (of 8) the late and adaptive strategies train.")
 @click.option("--lambda-l2", type=float, default=None, help="Weight of the L2 term [default: the demo's].")
-@click.option("--noise-mode", type=click.Choice(["random", "const"]), default=None, help="[default: random]")
-@click.option("--source-text", type=click.Choice(["static", "dynamic"]), default=None, help="[default: static]")
+@click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default=None, help="[default: random]")
+@click.option("--source-text", type=click.Choice(list(SOURCE_TEXT_MODES)), default=None, help="[default: static]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run folder (a numbered sibling is used if it exists).")
 @user_errors
 def demo(task: str, out: Path, **options) -> None:
     """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
-    from ..adapt.layers import STRATEGIES
-    from ..adapt.weighting import WEIGHTINGS
     from .demo import DemoConfig, run_demo
 
     given = {k: v for k, v in options.items() if v is not None}
-    if given.get("layers", "adaptive") not in STRATEGIES:
-        raise StylenadaError(f"unknown layer strategy {given['layers']!r}; choose one of {', '.join(STRATEGIES)}")
-    if given.get("weighting", "fixed") not in WEIGHTINGS:
-        raise StylenadaError(f"unknown weighting {given['weighting']!r}; choose one of {', '.join(WEIGHTINGS)}")
     cfg = DemoConfig(task=task, out=str(out), **given)
     m = run_demo(cfg)
     click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
