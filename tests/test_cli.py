@@ -186,3 +186,28 @@ def test_train_reports_bad_paths_before_loading_anything(tiny_generator, tmp_pat
                         (["--target-images", str(tmp_path / "empty"), "--target", ""], "no images")]:
         code, _, err = run(capsys, "train", "--generator", str(gen), "--clip", "NotLoaded-B-1:x", *args)
         assert code == 1 and words in err and err.strip().count("\n") == 0, (args, err)
+
+
+def test_readme_shapes_world_train_recipe_runs(tmp_path, monkeypatch, capsys):
+    """The README's shapes-world `stylenada train` command, as written, with 2 steps instead of 150."""
+    import shlex
+    from pathlib import Path
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme.split("On the shapes world", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    argv = shlex.split(block.replace("\\\n", " "))
+    assert argv[:2] == ["stylenada", "train"]
+    argv = [a if a != "150" else "2" for a in argv[1:]]
+    monkeypatch.chdir(root)
+    argv[argv.index("--out") + 1] = str(tmp_path / "blue")
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert (tmp_path / "blue" / "generator.safetensors").exists()
+
+
+def test_usage_mistakes_exit_2_and_bad_values_exit_1(capsys):
+    code, _, err = run(capsys, "demo", "--layers", "bogus")
+    assert code == 2 and "bogus" in err
+    code, _, err = run(capsys, "generate", "missing.pt", "--seeds", "x-y")
+    assert code == 1

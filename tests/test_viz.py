@@ -246,3 +246,10 @@ def test_video_and_report_commands(tiny_run, tmp_path, capsys):
         assert main(cmd) == 1
         err = capsys.readouterr().err
         assert "not a run folder" in err and len(err.strip().splitlines()) == 1
+    # An existing output is kept unless --force (checked before anything is rendered).
+    before = (tmp_path / "c.mp4").read_bytes()
+    assert main(["video", str(tiny_run), "--kind", "cross", "--frames", "2", "--out", str(tmp_path / "c.mp4")]) == 1
+    assert "--force" in capsys.readouterr().err and (tmp_path / "c.mp4").read_bytes() == before
+    (tmp_path / "r.html").write_text("mine")
+    assert main(["report", str(tiny_run), "--out", str(tmp_path / "r.html")]) == 1
+    assert "--force" in capsys.readouterr().err and (tmp_path / "r.html").read_text() == "mine"
