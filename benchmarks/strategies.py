@@ -119,51 +119,74 @@ def verdict(diff: float, half: float, better_if_positive: bool = True) -> str:
     return "confirmed" if (diff > 0) == better_if_positive else "refuted"
 
 
+F_CRIT = {4: 9.60, 9: 4.03, 14: 2.98}  # two-sided 95% critical values of F(df, df)
+
+
 def claims(records: list[dict]) -> list[tuple[str, str, str]]:
-    """(claim, verdict, evidence) for the seed report's claims, from the equal-steps runs with random noise."""
+    """(claim, verdict, evidence) for the seed report's claims, from the equal-steps runs with random noise.
+
+    Differences are of per-(task, seed) means (each cell averages the configurations compared), with a 95%
+    Welch interval; a claim of "no difference" is confirmed when the interval contains 0."""
     base = select(records, budget="steps", noise_mode="random")
-    rows = []
+    static = select(base, source_text="static")
+    fixed = select(static, weighting="fixed")
+    rows: list[tuple[str, str, str]] = []
 
     def compare(claim: str, a: list[dict], b: list[dict], metric: str, label_a: str, label_b: str,
-                positive: bool = True) -> None:
+                no_difference: bool = False) -> None:
         va, vb = per_seed_mean(a, metric), per_seed_mean(b, metric)
         if len(va) < 2 or len(vb) < 2:
             rows.append((claim, "not measured", f"{label_a}: {len(va)}, {label_b}: {len(vb)} (task, seed) cells"))
             return
         d, h = diff_ci(va, vb)
-        rows.append((claim, verdict(d, h, positive),
-                     f"{metric}: {label_a} {statistics.fmean(va):.1%} vs {label_b} {statistics.fmean(vb):.1%}, "
-                     f"difference {d:+.1%} ± {h:.1%} (95%, n = {len(va)} / {len(vb)} task-seed cells)"))
+        v = verdict(d, h)
+        if no_difference:
+            v = "confirmed" if v == "not distinguishable" else f"refuted ({label_a} {'better' if d > 0 else 'worse'})"
+        ma, mb = statistics.fmean(va), statistics.fmean(vb)
+        rows.append((claim, v, f"{metric}: {label_a} {ma:.1%} vs {label_b} {mb:.1%}, difference {d:+.1%} ± {h:.1%} "
+                     f"(n = {len(va)} / {len(vb)})"))
 
-    static = select(base, source_text="static")
-    compare("Learned loss weights work best (success)", select(static, weighting="learned"),
-            select(static, weighting="fixed"), "target_success", "learned", "fixed")
-    compare("Learned loss weights work best (preservation)", select(static, weighting="learned"),
-            select(static, weighting="fixed"), "preservation", "learned", "fixed")
-    fixed = select(static, weighting="fixed")
-    compare("Adaptive freezing keeps structure best (preservation, vs all layers)", select(fixed, layers="adaptive"),
-            select(fixed, layers="all"), "preservation", "adaptive", "all")
-    compare("Adaptive freezing keeps quality best (valid images, vs all layers)", select(fixed, layers="adaptive"),
-            select(fixed, layers="all"), "valid_after", "adaptive", "all")
-    compare("Late layers only fail at global changes (shape task success, late below adaptive)",
+    for task in TASKS:
+        vals = per_seed_mean(select(fixed, layers="adaptive", task=task), "target_success")
+        if len(vals) >= 2:
+            m, h, n = mean_ci(vals)
+            v = "confirmed" if m - h >= 0.9 else "refuted" if m + h < 0.9 else "not distinguishable"
+            rows.append((f"Adaptive layer selection works ({task}: >= 90% target success)", v,
+                         f"target_success {m:.1%} ± {h:.1%} (n = {n})"))
+    for metric, what in (("preservation", "structure"), ("valid_after", "quality (valid images)")):
+        for other in ("all", "late"):
+            compare(f"Adaptive freezing keeps {what} best (vs {other})", select(fixed, layers="adaptive"),
+                    select(fixed, layers=other), metric, "adaptive", other)
+    compare("Late layers only fail at global changes (shape task: late below adaptive)",
             select(fixed, layers="adaptive", task="shape"), select(fixed, layers="late", task="shape"),
             "target_success", "adaptive", "late")
-    compare("Fine-grained (modulation + noise) is too weak for shape changes (shape success below adaptive)",
+    compare("Fine-grained modulation + noise is too weak for shape changes (below adaptive)",
             select(fixed, layers="adaptive", task="shape"), select(fixed, layers="adaptive_fine_grained", task="shape"),
             "target_success", "adaptive", "fine-grained")
-    compare("Parameter-level selection matches adaptive (success)", select(fixed, layers="adaptive_param"),
+    compare("Fine-grained modulation + noise is too weak for colour and style (below adaptive)",
+            select(fixed, layers="adaptive", task=["colour", "style"]),
+            select(fixed, layers="adaptive_fine_grained", task=["colour", "style"]), "target_success", "adaptive",
+            "fine-grained")
+    pa = per_seed_mean(select(fixed, layers="adaptive_param"), "target_success")
+    ad = per_seed_mean(select(fixed, layers="adaptive"), "target_success")
+    if len(pa) >= 3 and len(pa) == len(ad):
+        va, vb = statistics.variance(pa), statistics.variance(ad)
+        crit = F_CRIT.get(len(pa) - 1)
+        ratio = va / vb if vb > 0 else float("inf")
+        v = "not distinguishable" if crit is None or 1 / crit <= ratio <= crit else \
+            "confirmed" if ratio > crit else "refuted (more stable than adaptive)"
+        rows.append(("Parameter-level selection is unstable (spread of success over seeds, vs adaptive)", v,
+                     f"std {statistics.stdev(pa):.1%} vs {statistics.stdev(ad):.1%}, variance ratio {ratio:.2f} "
+                     f"(F test, 95%: {1 / crit if crit else float('nan'):.2f}-{crit or float('nan')}; n = {len(pa)})"))
+    compare("Parameter-level selection reaches the adaptive strategy's success", select(fixed, layers="adaptive_param"),
             select(fixed, layers="adaptive"), "target_success", "param-level", "adaptive")
-    compare("Dynamic source text adds little (success; 'confirmed' = no difference)",
-            select(base, source_text="dynamic", weighting="fixed"), select(static, weighting="fixed"),
-            "target_success", "dynamic", "static")
-    # "adds little" and "matches" are claims of no difference: a distinguishable gap refutes them.
-    fixed_rows = []
-    for claim, v, ev in rows:
-        if claim.startswith(("Dynamic source text adds little", "Parameter-level selection matches")) and \
-                v in ("confirmed", "refuted", "not distinguishable"):
-            v = "confirmed" if v == "not distinguishable" else "refuted"
-        fixed_rows.append((claim, v, ev))
-    return fixed_rows
+    for metric in ("target_success", "preservation"):
+        compare(f"Learned loss weights work best ({metric})", select(static, weighting="learned"),
+                select(static, weighting="fixed"), metric, "learned", "fixed")
+    compare("Dynamic source text adds little (no difference in success)",
+            select(base, source_text="dynamic", weighting="fixed"), fixed, "target_success", "dynamic", "static",
+            no_difference=True)
+    return rows
 
 
 def plot_task(summary: dict, task: str, out: Path) -> Path:
@@ -218,9 +241,10 @@ def write_report(records: list[dict], doc: Path, command: str) -> None:
              "| claim | verdict | evidence |", "|---|---|---|"]
     for claim, v, ev in claims(records):
         lines.append(f"| {claim} | **{v}** | {ev} |")
-    lines += ["", "A claim is confirmed or refuted when the 95% interval of the difference excludes 0 (for the claims "
-              "of no difference, 'adds little' and 'matches', when it does not / does); each (task, seed) cell is "
-              "the mean over the configurations compared.", "",
+    lines += ["", "Verdicts: a comparison is confirmed or refuted when the 95% Welch interval of the difference "
+              "excludes 0, a claim of no difference ('adds little') when it does not / does; each (task, seed) cell "
+              "is the mean over the configurations compared (n = cells). 'Works' asks that the 95% interval of the "
+              "mean lies above 90%; 'unstable' compares the variances over seeds (F test).", "",
               "Columns: success = share of adapted samples with the target attribute (reader); preserved = share "
               "whose other attributes match the frozen generator's sample of the same latent; valid = share that "
               "pass the reader's re-render criterion; pixel success = the target attribute read from pixel "
