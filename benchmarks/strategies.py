@@ -47,12 +47,9 @@ def key(r: dict) -> tuple:
 
 def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode: str, budget: str, seed: int,
             iters: int, seconds: float, n_eval: int) -> dict:
-    """One adaptation with the demo's settings, judged by the demo's metrics (runs in a worker)."""
-    import torch
-
+    """One adaptation with the demo's settings, judged by the demo's metrics."""
     from stylenada.toy.demo import DemoConfig, run_demo
 
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text, seed=seed,
                          noise_mode=noise_mode, n_eval=n_eval, out=str(Path(tmp) / "run"),
@@ -67,6 +64,12 @@ def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode
     return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text,
             "noise_mode": noise_mode, "budget": budget, "seed": seed, "iters": iters, "seconds": seconds,
             "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "k": cfg.k, **m}
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def mean_ci(values: list[float]) -> tuple[float, float, int]:
@@ -317,16 +320,23 @@ def main(argv: list[str] | None = None) -> None:
         todo = [c for c in plan(args) if c not in done]
         print(f"{len(todo)} runs to do ({len(done)} done)", flush=True)
         t_start = time.perf_counter()
-        with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
-            futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval): c for c in todo}
-            for i, fut in enumerate(as_completed(futures)):
-                r = fut.result()
-                with open(results, "a") as f:
-                    f.write(json.dumps(r) + "\n")
-                records.append(r)
-                print(f"[{i + 1}/{len(todo)} {time.perf_counter() - t_start:.0f} s] {' '.join(map(str, key(r)))}: "
-                      f"success {r['target_success']:.0%} preserved {r['preservation']:.0%} valid "
-                      f"{r['valid_after']:.0%} ({r['train_seconds']:.0f} s, {r['steps']} steps)", flush=True)
+
+        def done(i: int, r: dict) -> None:
+            with open(results, "a") as f:
+                f.write(json.dumps(r) + "\n")
+            records.append(r)
+            print(f"[{i + 1}/{len(todo)} {time.perf_counter() - t_start:.0f} s] {' '.join(map(str, key(r)))}: "
+                  f"success {r['target_success']:.0%} preserved {r['preservation']:.0%} valid "
+                  f"{r['valid_after']:.0%} ({r['train_seconds']:.0f} s, {r['steps']} steps)", flush=True)
+
+        if args.jobs <= 1:
+            for i, c in enumerate(todo):
+                done(i, run_one(*c, iters, args.seconds, args.n_eval))
+        else:  # one thread per worker: parallel torch threads on few cores slow each other down
+            with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread) as pool:
+                futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval): c for c in todo}
+                for i, fut in enumerate(as_completed(futures)):
+                    done(i, fut.result())
     command = "python benchmarks/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
     write_report(records, Path(args.doc), command.strip())
     print(f"wrote {args.doc}")

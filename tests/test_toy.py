@@ -267,7 +267,8 @@ def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
 
 
 def test_strategy_study_quick(tmp_path):
-    """benchmarks/strategies.py end to end on a tiny slice: one run per strategy family, then the summary."""
+    """benchmarks/strategies.py end to end on a tiny slice (2 strategies x 2 seeds, 2 steps), then the summary
+    with its claims table; a second call resumes and runs nothing."""
     import importlib.util
     from pathlib import Path
 
@@ -276,13 +277,19 @@ def test_strategy_study_quick(tmp_path):
     study = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(study)
     doc = tmp_path / "study.md"
-    study.main(["--tasks", "colour", "--layers", "all", "adaptive", "--weightings", "learned", "--sources",
-                "dynamic", "--seeds", "0", "1", "--iters", "2", "--n-eval", "16", "--results",
-                str(tmp_path / "r.jsonl"), "--doc", str(doc)])
+    argv = ["--tasks", "colour", "--layers", "all", "adaptive", "--weightings", "fixed", "--sources", "static",
+            "--noise", "random", "--seconds", "0", "--seeds", "0", "1", "--iters", "2", "--n-eval", "16",
+            "--results", str(tmp_path / "r.jsonl"), "--doc", str(doc)]
+    study.main(argv)
     records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["layers"] for r in records} == {"all", "adaptive"}
+    assert all(r["steps"] == 2 and r["trained_parameters"] > 0 for r in records)
     text = doc.read_text()
-    assert "| adaptive | learned | dynamic | 2 |" in text and (tmp_path / "figures" / "strategy-colour.png").exists()
+    assert "| adaptive | fixed | static | random | steps | 2 |" in text and "## The method's claims" in text
+    assert "Adaptive freezing keeps structure best (vs all)" in text
+    assert (tmp_path / "figures" / "strategy-colour.png").exists()
+    study.main(argv)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 4
 
 
 def test_gan_training_resumes_from_its_state(tmp_path):
