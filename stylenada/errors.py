@@ -15,3 +15,10 @@ class CheckpointError(StylenadaError):
 
 class UnsafePickleError(CheckpointError):
     """A pickle asked to import or call something outside the allow-list."""
+
+
+def first_line(err: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when it has none), cut to ``limit``."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -260,3 +260,69 @@ def test_load_in_another_dtype(tiny_generator, tmp_path):
     src = save_generator(tiny_generator, tmp_path / "g.safetensors")
     G = load_generator(src, dtype=torch.float64)
     assert all(p.dtype == torch.float64 for p in G.parameters())
+
+
+def _fuzzer():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "fuzz_checkpoints.py"
+    spec = importlib.util.spec_from_file_location("fuzz_checkpoints", path)
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    return fuzz
+
+
+def test_fuzzed_checkpoints_load_or_fail_in_one_line(tmp_path, caplog):
+    """300 seeded mutants of the three formats (benchmarks/fuzz_checkpoints.py; the full run is 1,200):
+    each loads and renders finite images, or is refused by one CheckpointError line naming the file."""
+    fuzz = _fuzzer()
+    res = fuzz.run(seed=1, n=300, out=tmp_path / "m")
+    assert res["findings"] == []
+    counts = {fmt: sum(c.values()) for fmt, c in res["counts"].items()}
+    assert sum(counts.values()) == 300 and min(counts[f] for f in ("native", "rosinality", "nvidia")) >= 50
+    assert all(c.get("refused", 0) > 0 for c in res["counts"].values())  # the mutants are really broken
+
+
+def test_info_never_prints_a_traceback_on_broken_files(tmp_path, capsys):
+    from stylenada.cli import main
+
+    fuzz = _fuzzer()
+    for _, _, path in fuzz.mutants(seed=2, n=40, out=tmp_path / "m"):
+        code = main(["info", str(path)])
+        out = capsys.readouterr()
+        assert code in (0, 1), path
+        assert "Traceback" not in out.err + out.out
+        if code == 1:
+            assert len(out.err.strip().splitlines()) == 1 and str(path) in out.err
+
+
+def test_config_metadata_is_checked_with_bounds(tiny_generator, tmp_path):
+    """Metadata values a corrupt file may carry are refused in one line before anything is built."""
+    import json as _json
+    import struct
+
+    path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = _json.loads(data[8:8 + n])
+    meta = _json.loads(header["__metadata__"]["stylenada"])
+    for field, value in [("mapping_layers", 10**7), ("resolution", 48), ("conv_clamp", "x"),
+                         ("mapping_lr_mul", float("nan")), ("resample_filter", [1e300]), ("channel_base", 0),
+                         ("z_dim", True)]:
+        bad = {**meta, "config": {**meta["config"], field: value}}
+        raw = _json.dumps({**header, "__metadata__": {"stylenada": _json.dumps(bad)}}).encode()
+        out = tmp_path / f"{field}.safetensors"
+        out.write_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+        with pytest.raises(CheckpointError, match=field) as e:
+            load_generator(out)
+        assert str(out) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_flipped_weight_byte_in_a_native_file_is_refused(tiny_generator, tmp_path):
+    path = save_generator(tiny_generator, tmp_path / "g.safetensors")
+    data = bytearray(path.read_bytes())
+    data[-5] ^= 0x01  # a low mantissa bit of the last weight: a finite value, only the checksum sees it
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_generator(path)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..models.family import Generator
 from . import native, nvidia, rosinality  # noqa: F401  (registers the formats)
 from .registry import FORMATS, CheckpointFormat, build_generator, check_file, describe, detect_format
@@ -31,6 +31,20 @@ class CheckpointInfo:
     family: str = "stylegan2"
 
 
+def _guarded(path: str | os.PathLike, fn):
+    """Run ``fn`` on an untrusted file: any failure that is not already ours becomes one CheckpointError
+    line naming the file (corrupt files raise whatever the parser meets: deep nesting, absurd sizes, ...)."""
+    try:
+        return fn()
+    except CheckpointError as e:
+        if len(str(e)) >= 300 or "\n" in str(e):
+            raise type(e)(first_line(e, 299)) from None
+        raise
+    except (Exception, RecursionError, MemoryError) as e:
+        raise CheckpointError(f"{path}: cannot load ({type(e).__name__}: {first_line(e, 120)}); the file is "
+                              "corrupt or not a supported generator checkpoint") from None
+
+
 def _read(path: str | os.PathLike) -> tuple[CheckpointFormat, object, dict[str, torch.Tensor]]:
     fmt = detect_format(path)
     cfg, state = fmt.load(Path(path))
@@ -39,24 +53,32 @@ def _read(path: str | os.PathLike) -> tuple[CheckpointFormat, object, dict[str, 
 
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> Generator:
-    """Load a generator from any supported checkpoint; returned in eval mode on ``device`` in ``dtype``."""
-    fmt, cfg, state = _read(path)
-    has_avg = "mapping.w_avg" in state
-    if not has_avg:
-        state["mapping.w_avg"] = torch.zeros(cfg.w_dim)
-    G = build_generator(cfg, state, str(path))
-    if not has_avg:
-        log.warning("%s stores no average w: estimating it from 4096 seeded samples for truncation", path)
-        G.mapping.w_avg.copy_(G.estimate_w_avg())
-    G.source_format = fmt.name  # type: ignore[attr-defined]
-    return G.eval().to(device=device, dtype=dtype)
+    """Load a generator from any supported checkpoint; returned in eval mode on ``device`` in ``dtype``.
+    Every problem with the file is a one-line :class:`CheckpointError` naming it."""
+
+    def load() -> Generator:
+        fmt, cfg, state = _read(path)
+        has_avg = "mapping.w_avg" in state
+        if not has_avg:
+            state["mapping.w_avg"] = torch.zeros(cfg.w_dim)
+        G = build_generator(cfg, state, str(path))
+        if not has_avg:
+            log.warning("%s stores no average w: estimating it from 4096 seeded samples for truncation", path)
+            G.mapping.w_avg.copy_(G.estimate_w_avg())
+        G.source_format = fmt.name  # type: ignore[attr-defined]
+        return G
+
+    return _guarded(path, load).eval().to(device=device, dtype=dtype)
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
-    fmt, cfg, state = _read(path)
-    G = build_generator(cfg, {**{"mapping.w_avg": torch.zeros(cfg.w_dim)}, **state}, str(path))
-    n = sum(p.numel() for p in G.parameters())
-    return CheckpointInfo(str(path), fmt.name, cfg, n, "mapping.w_avg" in state, G.family)
+    def inspect() -> CheckpointInfo:
+        fmt, cfg, state = _read(path)
+        G = build_generator(cfg, {**{"mapping.w_avg": torch.zeros(cfg.w_dim)}, **state}, str(path))
+        n = sum(p.numel() for p in G.parameters())
+        return CheckpointInfo(str(path), fmt.name, cfg, n, "mapping.w_avg" in state, G.family)
+
+    return _guarded(path, inspect)
 
 
 def writable_formats() -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..models.family import get_family
 from ..utils.io import atomic_write
 from .registry import CheckpointFormat, register_format
@@ -34,7 +35,11 @@ def read_metadata(path: Path) -> dict:
             header = json.loads(f.read(n))
     except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors header ({e}); save or download the file again") from e
-    meta = header.get("__metadata__", {}) if isinstance(header, dict) else {}
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object); save or download the file again")
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors metadata (not a JSON object); save the file again")
     if META_KEY not in meta:
         keys = [k for k in (header if isinstance(header, dict) else {}) if k != "__metadata__"]
         if keys and not any(k.startswith(("synthesis.", "mapping.")) for k in keys):
@@ -44,12 +49,28 @@ def read_metadata(path: Path) -> dict:
         raise CheckpointError(
             f"{path}: a generator's tensors without stylenada metadata; write it with `stylenada convert` "
             "or `save_generator`, which record the architecture")
-    return json.loads(meta[META_KEY])
+    try:
+        return json.loads(meta[META_KEY])
+    except (TypeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: the stylenada metadata is not valid JSON ({first_line(e, 80)}); "
+                              "save the file again") from None
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """sha256 of the tensors' names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for k in sorted(tensors):
+        t = tensors[k].detach().contiguous().cpu()
+        h.update(f"{k}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict) -> None:
-    """Atomically write ``tensors`` with ``meta`` (JSON-serialisable) into a safetensors file."""
+    """Atomically write ``tensors`` with ``meta`` (JSON-serialisable) and the tensors' sha256 into a
+    safetensors file."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    meta = {**meta, "sha256": tensors_digest(tensors)}
     atomic_write(path, lambda p: save_file(tensors, str(p), metadata={META_KEY: json.dumps(meta)}))
 
 
@@ -57,7 +78,8 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: cannot read safetensors data ({e}); the file is truncated or corrupt") from e
+        raise CheckpointError(f"{path}: cannot read safetensors data ({first_line(e, 120)}); the file is truncated "
+                              "or corrupt") from None
 
 
 def _load(path: Path):
@@ -72,7 +94,11 @@ def _load(path: Path):
     # Files written before families existed are StyleGAN2's.
     family = get_family(meta.get("family", "stylegan2"), str(path))
     cfg = family.config_from_dict(meta.get("config"), str(path))
-    return cfg, load_tensors(path)
+    tensors = load_tensors(path)
+    if "sha256" in meta and meta["sha256"] != tensors_digest(tensors):
+        raise CheckpointError(f"{path}: the weights do not match the checksum written with them (changed bytes); "
+                              "save or download the file again")
+    return cfg, tensors
 
 
 def _save(G, path: Path) -> None:

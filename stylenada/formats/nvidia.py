@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import pickletools
 import re
 from collections import OrderedDict
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, UnsafePickleError
+from ..errors import CheckpointError, UnsafePickleError, first_line
 from ..models.stylegan2 import GeneratorConfig
 from .registry import CheckpointFormat, infer_channels, register_format
 
@@ -126,10 +127,28 @@ class RestrictedUnpickler(pickle.Unpickler):
         raise UnsafePickleError("refused to load: unexpected persistent reference in the pickle")
 
 
+_MEMO_OPS = {"BINPUT", "LONG_BINPUT", "BINGET", "LONG_BINGET", "PUT", "GET"}
+
+
+def check_pickle_sizes(data: bytes, path: Path) -> None:
+    """Scan the opcodes (nothing is built) for sizes no file of this length can mean: a memo index beyond
+    the file's length would make the unpickler allocate a table of that many entries."""
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            if op.name in _MEMO_OPS and int(arg) > len(data):
+                raise CheckpointError(f"{path}: corrupt network pickle (memo index {arg} in a file of {len(data)} "
+                                      "bytes); download it again")
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"{path}: corrupt network pickle ({first_line(e, 80)}); download it again") from None
+
+
 def safe_load_pickle(path: Path) -> Any:
     try:
-        with open(path, "rb") as f:
-            return RestrictedUnpickler(f).load()
+        # From memory, not the open file: a corrupt length field then reads what is there instead of first
+        # allocating the gigabytes it declares.
+        data = path.read_bytes()
+        check_pickle_sizes(data, path)
+        return RestrictedUnpickler(io.BytesIO(data)).load()
     except UnsafePickleError as e:
         raise UnsafePickleError(f"{path}: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,

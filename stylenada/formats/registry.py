@@ -26,6 +26,9 @@ class CheckpointFormat:
 
 
 FORMATS: dict[str, CheckpointFormat] = {}
+# Trained StyleGAN2 weights (equalised learning rate: stored ~N(0, 1)), biases, constants and w_avg stay
+# far below this; a flipped exponent bit in a float does not.
+MAX_ABS_WEIGHT = 1e5
 
 
 def register_format(fmt: CheckpointFormat) -> CheckpointFormat:
@@ -57,24 +60,41 @@ def detect_format(path: str | os.PathLike) -> CheckpointFormat:
 
 
 def build_generator(cfg, state: dict[str, torch.Tensor], source: str):
-    """Instantiate the generator of ``cfg``'s family and load ``state``, naming any missing or mis-shaped
-    tensor."""
-    G = family_for_config(cfg).build(cfg)
-    expected = G.state_dict()
+    """Instantiate the generator of ``cfg``'s family and load ``state``, checking the tensors' names,
+    shapes, dtypes and values; every mismatch is one CheckpointError line naming the tensor. A config that
+    declares more weights than the file holds is refused before anything is built (a corrupt config must
+    not allocate a network of absurd size)."""
+    family = family_for_config(cfg)
+    held = sum(v.numel() for v in state.values() if isinstance(v, torch.Tensor))
+    needed = cfg.min_weight_count() if hasattr(cfg, "min_weight_count") else 0
+    if needed > held:
+        raise CheckpointError(f"{source}: the architecture ({describe(cfg)}) needs at least {needed:,} weights "
+                              f"but the file holds {held:,}; the file is corrupt")
+    G = family.build(cfg)
+    expected = {k: tuple(v.shape) for k, v in G.state_dict().items()}
     missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
+    unexpected = sorted(set(state) - set(expected), key=str)
     if missing or unexpected:
         raise CheckpointError(
-            f"{source}: weights do not match a {G.family} generator of {describe(cfg)}: "
+            f"{source}: weights do not match a {family.name} generator of {describe(cfg)}: "
             f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
-            f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}")
-    for k, v in expected.items():
-        if tuple(state[k].shape) != tuple(v.shape):
+            f"unexpected {[str(k)[:40] for k in unexpected[:3]]}{'...' if len(unexpected) > 3 else ''}")
+    for k, shape in expected.items():
+        v = state[k]
+        if not isinstance(v, torch.Tensor) or v.layout != torch.strided or v.is_meta:
+            raise CheckpointError(f"{source}: {k} is not a dense tensor ({type(v).__name__}); the file is corrupt")
+        if tuple(v.shape) != shape:
             raise CheckpointError(
-                f"{source}: tensor {k} has shape {tuple(state[k].shape)} but the architecture inferred "
-                f"({describe(cfg)}) needs {tuple(v.shape)}; the file is corrupt or not a standard {G.family}")
-        if not torch.isfinite(state[k]).all():
+                f"{source}: tensor {k} has shape {tuple(v.shape)} but the architecture inferred "
+                f"({describe(cfg)}) needs {shape}; the file is corrupt or not a standard {family.name}")
+        if not v.dtype.is_floating_point:
+            raise CheckpointError(f"{source}: tensor {k} holds {str(v.dtype).removeprefix('torch.')}, not floating "
+                                  "point weights; the file is corrupt")
+        if not torch.isfinite(v).all():
             raise CheckpointError(f"{source}: tensor {k} contains NaN or infinite values; the file is corrupt")
+        if v.numel() and v.abs().max() > MAX_ABS_WEIGHT:
+            raise CheckpointError(f"{source}: tensor {k} holds values up to {v.abs().max().item():.3g}, far beyond "
+                                  "any trained generator's; the file is corrupt")
     G.load_state_dict({k: v.float() for k, v in state.items()})
     return G
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 from ..models.ops import setup_filter
 from ..models.stylegan2 import Generator, GeneratorConfig
 from ..utils.io import atomic_write
@@ -41,14 +41,15 @@ def torch_load_safe(path: Path) -> object:
         with torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
+        what = f"it asks for {found.group(1)!r}" if found else first_line(e, 80)
         raise CheckpointError(
-            f"{path}: refused to load: the file needs more than plain tensors to unpickle ({first[:200]}); "
-            "only weights-only checkpoints are read, re-save it with torch.save(state_dict)") from e
+            f"{path}: refused to load: the file needs more than plain tensors to unpickle ({what}); "
+            "only weights-only checkpoints are read, re-save it with torch.save(state_dict)") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
         raise CheckpointError(
-            f"{path}: cannot read the PyTorch checkpoint ({str(e).splitlines()[0][:200]}); "
-            "the file is truncated or corrupt, download or save it again") from e
+            f"{path}: cannot read the PyTorch checkpoint ({first_line(e, 80).split('. ')[0]}); "
+            "the file is truncated or corrupt, download or save it again") from None
 
 
 def _sniff(path: Path, head: bytes) -> bool:

@@ -18,7 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, first_line
 
 NOISE_MODES = ("random", "const", "none")  # per-pixel noise: fresh each call, the stored maps, or none
 
@@ -83,7 +83,7 @@ class GeneratorFamily:
         try:
             return self.config_class.from_dict(d)
         except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{source}: bad {self.name} config ({str(e).splitlines()[0][:200]})") from None
+            raise CheckpointError(f"{source}: bad {self.name} config ({first_line(e)})") from None
 
     def build(self, cfg: Any) -> nn.Module:
         return self.generator_class(cfg)

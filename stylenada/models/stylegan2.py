@@ -59,9 +59,45 @@ class GeneratorConfig:
     w_avg_beta: float = 0.995  # decay of the tracked mean w while training
 
     def __post_init__(self) -> None:
-        log2 = math.log2(self.resolution)
-        if self.resolution < 8 or log2 != int(log2):
-            raise ValueError(f"resolution must be a power of two >= 8, got {self.resolution}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Every field typed and in a sane range (a checkpoint's metadata is untrusted input): ValueError
+        naming the field otherwise. Bounds keep a corrupt file from building a network of absurd size."""
+
+        def integer(name: str, lo: int, hi: int) -> int:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r:.40}")
+            return v
+
+        def real(name: str, lo: float, hi: float, v=None) -> float:
+            v = getattr(self, name) if v is None else v
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+                raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {v!r:.40}")
+            return float(v)
+
+        res = integer("resolution", 8, 4096)
+        if res & (res - 1):
+            raise ValueError(f"resolution must be a power of two, got {res}")
+        integer("z_dim", 1, 8192)
+        integer("w_dim", 1, 8192)
+        integer("mapping_layers", 1, 64)
+        real("mapping_lr_mul", 1e-6, 1e3)
+        integer("channel_max", 1, 8192)
+        if integer("channel_base", 1, 1 << 26) < res:
+            raise ValueError(f"channel_base {self.channel_base} leaves no channels at {res} px (needs >= {res})")
+        integer("img_channels", 1, 4)
+        if self.conv_clamp is not None:
+            real("conv_clamp", 1e-6, 1e9)
+        f = self.resample_filter
+        if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16:
+            raise ValueError(f"resample_filter must be a list of 1 to 16 numbers, got {f!r:.40}")
+        for x in f:
+            real("resample_filter", -1e6, 1e6, x)
+        if abs(sum(f)) < 1e-6:
+            raise ValueError(f"resample_filter must not sum to zero, got {list(f)!r:.60}")
+        real("w_avg_beta", 0.0, 1.0)
 
     @classmethod
     def from_channel_multiplier(cls, resolution: int, channel_multiplier: int = 2, **kw) -> GeneratorConfig:
@@ -94,6 +130,17 @@ class GeneratorConfig:
         assert idx == self.num_ws - 1
         return slots
 
+    def min_weight_count(self) -> int:
+        """A lower bound on the numbers a checkpoint of this architecture holds (mapping weights, the const,
+        conv and ToRGB weights): checked against a file's tensors before the network is built."""
+        n = self.z_dim * self.w_dim + (self.mapping_layers - 1) * self.w_dim**2
+        prev = 0
+        for res in self.resolutions:
+            c = self.channels(res)
+            n += (c * 16 if res == 4 else prev * c * 9) + c * c * 9 + self.img_channels * c
+            prev = c
+        return n
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["resample_filter"] = list(self.resample_filter)
@@ -106,7 +153,7 @@ class GeneratorConfig:
         if unknown:
             raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
         d = dict(d)
-        if "resample_filter" in d:
+        if isinstance(d.get("resample_filter"), list):
             d["resample_filter"] = tuple(d["resample_filter"])
         return cls(**d)
 
@@ -360,7 +407,7 @@ class DiscriminatorConfig:
     @classmethod
     def from_dict(cls, d: dict) -> DiscriminatorConfig:
         d = dict(d)
-        if "resample_filter" in d:
+        if isinstance(d.get("resample_filter"), list):
             d["resample_filter"] = tuple(d["resample_filter"])
         return cls(**d)
 
