@@ -36,7 +36,8 @@ def read_metadata(path: Path) -> dict:
     except (struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors header ({e}); save or download the file again") from e
     if not isinstance(header, dict):
-        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object); save or download the file again")
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object); save or download the file "
+                              "again")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: corrupt safetensors metadata (not a JSON object); save the file again")
