@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import sys
 from pathlib import Path
 
@@ -55,6 +56,26 @@ def writable_output(path: Path, force: bool) -> Path:
 MAX_GRID_IMAGES = 1024
 
 
+class FiniteFloat(click.ParamType):
+    """A float that must be finite (``nan`` and ``inf`` parse as floats, and break every later step)."""
+
+    name = "number"
+
+    def __init__(self, minimum: float | None = None, strictly_above: bool = False):
+        self.minimum, self.strictly_above = minimum, strictly_above
+
+    def convert(self, value, param, ctx):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(x):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        if self.minimum is not None and (x <= self.minimum if self.strictly_above else x < self.minimum):
+            self.fail(f"{x:g} must be {'>' if self.strictly_above else '>='} {self.minimum:g}", param, ctx)
+        return x
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="stylenada")
 def cli() -> None:
@@ -96,8 +117,7 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
     from .formats import format_for_output, load_generator, save_generator
 
     format_for_output(dst, fmt)  # validate before the (slow) load
-    if dst.exists() and not force:
-        raise StylenadaError(f"{dst} exists; choose another name or pass --force to overwrite it")
+    writable_output(dst, force)
     G = load_generator(src)
     save_generator(G, dst, fmt)
     click.echo(f"wrote {dst} ({fmt or dst.suffix})")
@@ -106,7 +126,8 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
 @cli.command()
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
-@click.option("--truncation", type=float, default=1.0, show_default=True, help="Truncation psi toward the mean w.")
+@click.option("--truncation", type=FiniteFloat(), default=1.0, show_default=True,
+              help="Truncation psi toward the mean w.")
 @click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default="const", show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Write one grid image here.")
 @click.option("--outdir", type=click.Path(path_type=Path), default=None, help="Write one PNG per seed here.")
@@ -341,7 +362,7 @@ def edit_command(image: Path, generators: tuple[Path, ...], source: Path | None,
 @click.option("--templates", default=None, help="Text templates: imagenet, single or none (default: the run's).")
 @click.option("--n", type=int, default=64, show_default=True, help="Number of fixed latents.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--truncation", type=float, default=1.0, show_default=True)
+@click.option("--truncation", type=FiniteFloat(), default=1.0, show_default=True)
 @click.option("--reference", type=click.Path(path_type=Path), default=None,
               help="Folder of target-domain images: adds Frechet distance and KID in CLIP space.")
 @click.option("--task", "task", default=None,
@@ -398,8 +419,8 @@ def report(run_dir: Path, out: Path | None, clip_specs: tuple[str, ...], device:
 @click.option("--frames", type=int, default=24, show_default=True, help="Frames per transition (walk) or per model.")
 @click.option("--keyframes", type=int, default=4, show_default=True, help="Random latents visited by a walk.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--truncation", type=float, default=0.7, show_default=True)
-@click.option("--fps", type=float, default=24, show_default=True)
+@click.option("--truncation", type=FiniteFloat(), default=0.7, show_default=True)
+@click.option("--fps", type=FiniteFloat(0, strictly_above=True), default=24, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite the video if it exists.")
 @user_errors

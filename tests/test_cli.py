@@ -211,3 +211,41 @@ def test_usage_mistakes_exit_2_and_bad_values_exit_1(capsys):
     assert code == 2 and "bogus" in err
     code, _, err = run(capsys, "generate", "missing.pt", "--seeds", "x-y")
     assert code == 1
+
+
+def test_bad_command_lines_fail_in_one_line_and_touch_nothing(tiny_generator, tmp_path, capsys, monkeypatch):
+    """The table of bad command lines: exit 1 (bad value) or 2 (usage), at most 3 lines, no traceback,
+    and the user's existing files unchanged."""
+    monkeypatch.chdir(tmp_path)
+    gen = str(save_generator(tiny_generator, tmp_path / "g.pt"))
+    (tmp_path / "file").write_text("x")
+    kept = tmp_path / "mine.png"
+    kept.write_bytes(b"precious")
+    train = ["train", "--generator", gen, "--clip", "NotLoaded-B-1:x", "--source", "a", "--target", "b"]
+    rows = [
+        (["generate", str(tmp_path / "missing.pt")], 1, "not found"),
+        (["generate", gen, "--batch", "0"], 2, "--batch"),
+        (["generate", gen, "--truncation", "nan"], 2, "finite"),
+        (["generate", gen, "--outdir", str(tmp_path / "file" / "sub")], 1, "is a file"),
+        (["generate", gen, "--seeds", "0", "--out", str(kept)], 1, "--force"),
+        (["generate", gen, "--seeds", "x-y"], 1, "seed list"),
+        (["convert", gen, str(tmp_path / "file" / "x.pt")], 1, "is a file"),
+        (["convert", gen, str(kept)], 1, "format"),
+        (["info", str(tmp_path)], 1, "folder"),
+        (["evaluate", str(tmp_path / "nowhere")], 1, "not found"),
+        (["video", str(tmp_path / "nowhere"), "--fps", "inf"], 2, "finite"),
+        ([*train, "--out", str(tmp_path / "file" / "run")], 1, "run folder"),
+        ([*train, "--iters", "-1", "--out", str(tmp_path / "r")], 1, "--iters"),
+        ([*train, "--lr", "nan", "--out", str(tmp_path / "r")], 1, "--lr"),
+        (["train", "--generator", gen, "--source", " ", "--target", "b", "--out", str(tmp_path / "r")], 1, "source"),
+        (["train", "--generator", str(tmp_path / "nope.pt"), "--source", "a", "--target", "b"], 1, "not found"),
+        (["demo", "--layers", "bogus"], 2, "bogus"),
+    ]
+    if not torch.cuda.is_available():
+        rows.append((["generate", gen, "--device", "cuda"], 1, "no CUDA"))
+    for argv, want_code, words in rows:
+        code, out, err = run(capsys, *argv)
+        assert code == want_code and words in err, (argv, code, err)
+        assert "Traceback" not in out + err and len([x for x in err.splitlines() if x.strip()]) <= 3, (argv, err)
+    assert kept.read_bytes() == b"precious" and (tmp_path / "file").read_text() == "x"
+    assert not (tmp_path / "r").exists()

@@ -326,3 +326,21 @@ def test_a_flipped_weight_byte_in_a_native_file_is_refused(tiny_generator, tmp_p
     path.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="checksum"):
         load_generator(path)
+
+
+def test_format_is_read_from_the_content_not_the_name(tmp_path, capsys):
+    """A rosinality .pt renamed .safetensors still loads (torch.load would dispatch on the name); the
+    2-byte pickle header is one line."""
+    from pathlib import Path
+
+    from stylenada.cli import main
+
+    src = Path(__file__).parent / "data" / "golden" / "rosinality_tiny.pt"
+    renamed = tmp_path / "g.safetensors"
+    renamed.write_bytes(src.read_bytes())
+    assert load_generator(renamed).source_format == "rosinality"
+    two = tmp_path / "two.pt"
+    two.write_bytes(b"\x80\x04")
+    assert main(["info", str(two)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and str(two) in err

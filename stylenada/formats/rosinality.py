@@ -21,6 +21,7 @@ import argparse
 import logging
 import pickle
 import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -38,8 +39,13 @@ log = logging.getLogger(__name__)
 def torch_load_safe(path: Path) -> object:
     """``torch.load`` with ``weights_only=True``; turns every failure into one clear CheckpointError."""
     try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+        # From an open file, not the path: torch.load dispatches on a ".safetensors" name by itself.
+        # torch's own warnings about odd files (pickle protocol, sparse tensors) would add lines to the one
+        # error line a broken file gets.
+        with torch.serialization.safe_globals([argparse.Namespace]), open(path, "rb") as f, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(e))
         what = f"it asks for {found.group(1)!r}" if found else first_line(e, 80)
