@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from PIL import Image
 
@@ -249,3 +250,41 @@ def test_bad_command_lines_fail_in_one_line_and_touch_nothing(tiny_generator, tm
         assert "Traceback" not in out + err and len([x for x in err.splitlines() if x.strip()]) <= 3, (argv, err)
     assert kept.read_bytes() == b"precious" and (tmp_path / "file").read_text() == "x"
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("when", ["before the first checkpoint", "after a checkpoint"])
+def test_kill_9_then_resume_finishes_bit_exact(tmp_path, when):
+    """`stylenada train` killed with SIGKILL (no chance to clean up), then `--resume`: the run finishes,
+    leaves no temporary file, and its generator equals an uninterrupted run's, bit for bit."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    gen = Path(__file__).parents[1] / "stylenada" / "toy" / "weights" / "shapes_gan.safetensors"
+    base = [sys.executable, "-m", "stylenada", "train", "--generator", str(gen), "--clip", "tiny-shapes",
+            "--source", "a red shape", "--target", "a blue shape", "--templates", "none", "--iters", "30",
+            "--batch", "2", "--layers", "all", "--lr", "0.003", "--sample-every", "0", "--checkpoint-every", "5",
+            "--device", "cpu", "--no-tensorboard"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([*base, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True)
+    run = tmp_path / "cut"
+    proc = subprocess.Popen([*base, "--out", str(run)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ready = (lambda: (run / "config.json").exists()) if when.startswith("before") else \
+        (lambda: (run / "checkpoints" / "latest.json").exists())
+    while not ready() and proc.poll() is None:  # wait for the moment to kill, not for a fixed time
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "generator.safetensors").exists()
+    done = subprocess.run([sys.executable, "-m", "stylenada", "train", "--resume", str(run)], env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name]
+    a, b = load_generator(tmp_path / "full" / "generator.safetensors"), load_generator(run / "generator.safetensors")
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
