@@ -182,8 +182,12 @@ def rosinality_mutants(rng: random.Random, data: bytes) -> Iterator[tuple[str, b
         g[rng.choice([1, 2.5, ("a",)])] = torch.zeros(1)
         what = "non-string key"
     elif kind == 6:
-        g[name] = g[name].to_sparse() if g[name].dim() >= 1 else g[name]
-        what = f"{name} sparse"
+        if rng.random() < 0.5 and g[name].dim() >= 1:
+            g[name] = g[name].to_sparse()
+            what = f"{name} sparse"
+        else:
+            g[name] = torch.empty(g[name].shape, device="meta")
+            what = f"{name} on the meta device"
     else:
         ckpt = {**ckpt, "latent_avg": rng.choice(["x", 3, torch.zeros(5), torch.zeros(2, 2), None])}
         what = "latent_avg bad"
