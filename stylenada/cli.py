@@ -56,6 +56,18 @@ def writable_output(path: Path, force: bool) -> Path:
 MAX_GRID_IMAGES = 1024
 
 
+def parse_lambdas(items: tuple[str, ...]) -> dict[str, float]:
+    """``--lambda TERM=WEIGHT`` options as a dict; the loss terms themselves are checked by the config."""
+    pairs = [item.partition("=") for item in items]
+    try:
+        lambdas = {name.strip(): float(value) for name, sep, value in pairs if sep}
+    except ValueError:
+        raise StylenadaError(f"--lambda takes TERM=WEIGHT with a number, got {list(items)}") from None
+    if len(lambdas) != len(pairs):
+        raise StylenadaError(f"--lambda takes TERM=WEIGHT, got {list(items)}")
+    return lambdas
+
+
 class FiniteFloat(click.ParamType):
     """A float that must be finite (``nan`` and ``inf`` parse as floats, and break every later step)."""
 
@@ -263,13 +275,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     keep_freed_memory()  # a training process recycles its step's memory (see utils/runtime.py)
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "lambdas" in given:
-        pairs = [item.partition("=") for item in given["lambdas"]]
-        try:
-            given["lambdas"] = {name.strip(): float(value) for name, sep, value in pairs if sep}
-        except ValueError:
-            raise StylenadaError(f"--lambda takes TERM=WEIGHT with a number, got {list(options['lambdas'])}") from None
-        if len(given["lambdas"]) != len(pairs):
-            raise StylenadaError(f"--lambda takes TERM=WEIGHT, got {list(options['lambdas'])}")
+        given["lambdas"] = parse_lambdas(given["lambdas"])
     if resume_dir is not None:
         extra = sorted(set(given) - {"iters"})
         if extra:

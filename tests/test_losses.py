@@ -189,3 +189,22 @@ def test_a_registered_loss_term_is_one_function(tmp_path):
             TrainConfig(generator="g.pt", target="x", lambdas={"nope": 1.0}).validate()
     finally:
         del LOSS_TERMS["mean_brightness"]
+
+
+def test_angle_consistency_sees_collapse_not_a_shared_rotation():
+    """0 when the batch's angles are kept (the same rotation of every embedding), > 0 when the adapted
+    samples collapse onto one, and its gradient pulls collapsed samples apart."""
+    from stylenada.adapt.losses import LOSS_TERMS, angle_consistency_loss
+
+    g = torch.Generator().manual_seed(0)
+    frozen = torch.randn(8, 16, generator=g)
+    q, _ = torch.linalg.qr(torch.randn(16, 16, generator=g))
+    assert angle_consistency_loss(frozen @ q, frozen).item() < 1e-10
+    collapsed = (frozen[:1] + 0.05 * torch.randn(8, 16, generator=g)).requires_grad_(True)
+    loss = angle_consistency_loss(collapsed, frozen)
+    assert loss.item() > 0.1
+    loss.backward()
+    step = collapsed.detach() - 0.5 * collapsed.grad
+    assert angle_consistency_loss(step, frozen) < loss
+    assert angle_consistency_loss(frozen[:1], frozen[:1]).item() == 0.0  # one sample: no pair
+    assert "angle" in LOSS_TERMS

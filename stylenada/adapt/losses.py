@@ -56,6 +56,19 @@ def l2_loss(img_train: torch.Tensor, img_frozen: torch.Tensor) -> torch.Tensor:
     return F.mse_loss(img_train, img_frozen)
 
 
+def angle_consistency_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor) -> torch.Tensor:
+    """In-domain angle consistency (HyperDomainNet): the batch's pairwise cosine matrix of the adapted images
+    should stay that of the frozen images of the same latents, ``mean_{i != j} (cos_ij(train) - cos_ij(frozen))^2``.
+    Samples that collapse onto one look raise their mutual cosines toward 1 and pay for it; a change shared
+    by every sample (the domain shift) leaves the angles between them nearly as they were."""
+    n = emb_train.shape[0]
+    if n < 2:
+        return emb_train.new_zeros(())
+    a, b = F.normalize(emb_train, dim=-1), F.normalize(emb_frozen, dim=-1)
+    off = ~torch.eye(n, dtype=torch.bool, device=a.device)
+    return ((a @ a.T - b @ b.T)[off]).square().mean()
+
+
 def image_direction(emb_source: torch.Tensor, emb_target: torch.Tensor) -> torch.Tensor:
     """Image-guided direction: normalise(mean normalised target embedding - mean normalised source)."""
     src = F.normalize(emb_source, dim=-1).mean(dim=0)
@@ -111,3 +124,10 @@ def global_term(x: TermInputs) -> torch.Tensor:
     terms = [w * global_clip_loss(et, t) for et, t, w in zip(x.emb_train, x.target_embeddings, x.weights,
                                                               strict=True) if t is not None]
     return torch.stack(terms).sum() if terms else x.img_train.new_zeros(())
+
+
+@register_loss_term("angle")
+def angle_term(x: TermInputs) -> torch.Tensor:
+    """The in-domain angle consistency loss against mode collapse, summed over the teachers with their weights."""
+    return torch.stack([w * angle_consistency_loss(et, ef) for et, ef, w in
+                        zip(x.emb_train, x.emb_frozen, x.weights, strict=True)]).sum()

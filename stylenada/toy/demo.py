@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -42,6 +42,7 @@ class DemoConfig:
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
     lambda_l2: float = 0.1
     lambda_global: float = 0.0
+    lambdas: dict[str, float] = field(default_factory=dict)  # further registered loss terms, e.g. {"angle": 1}
     source_text: str = "static"  # 'dynamic': the tiny CLIP captions the frozen generator's samples
     seed: int = 0
     out: str = "runs/demo"
@@ -81,7 +82,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     train_cfg = TrainConfig(
         generator=generator, source=task.source, target=task.target, out=str(out), clip=list(cfg.clip),
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
-        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, lambda_global=cfg.lambda_global,
+        weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, lambda_global=cfg.lambda_global, lambdas=dict(cfg.lambdas),
         source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,

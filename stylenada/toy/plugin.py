@@ -15,7 +15,7 @@ import click
 from ..adapt.layers import STRATEGIES
 from ..adapt.source_text import SOURCE_TEXT_MODES, register_candidates
 from ..adapt.weighting import WEIGHTINGS
-from ..cli import cli, user_errors
+from ..cli import cli, parse_lambdas, user_errors
 from ..clip.models import ClipModel, register_clip_source
 from ..errors import StylenadaError
 from ..eval import register_task_metrics
@@ -84,6 +84,9 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 @click.option("--iters", type=int, default=None, help="Training steps [default: the demo's].")
 @click.option("--k", type=int, default=None, help="W+ entries (of 8) the late and adaptive strategies train.")
 @click.option("--lambda-l2", type=float, default=None, help="Weight of the L2 term [default: the demo's].")
+@click.option("--lambda", "lambdas", multiple=True, metavar="TERM=WEIGHT",
+              help="Weight of a further registered loss term, e.g. --lambda angle=1 (repeatable).")
+@click.option("--lr", type=float, default=None, help="Learning rate [default: the demo's].")
 @click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default=None, help="[default: random]")
 @click.option("--source-text", type=click.Choice(list(SOURCE_TEXT_MODES)), default=None, help="[default: static]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
@@ -94,7 +97,9 @@ def demo(task: str, out: Path, **options) -> None:
     """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
     from .demo import DemoConfig, run_demo
 
-    given = {k: v for k, v in options.items() if v is not None}
+    given = {k: v for k, v in options.items() if v is not None and v != ()}
+    if "lambdas" in given:
+        given["lambdas"] = parse_lambdas(given["lambdas"])
     cfg = DemoConfig(task=task, out=str(out), **given)
     m = run_demo(cfg)
     click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
