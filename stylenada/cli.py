@@ -56,6 +56,22 @@ def writable_output(path: Path, force: bool) -> Path:
 MAX_GRID_IMAGES = 1024
 
 
+DOMAIN_OPTION = click.option(
+    "--domain", "domains", multiple=True, metavar="FILE[:STRENGTH]",
+    help="Apply a domain file (from `train --params stylespace`) at a strength (default 1); repeat to add domains.")
+
+
+def with_domains(G, specs: tuple[str, ...]):
+    """``G`` with the ``--domain FILE[:STRENGTH]`` files added (``G`` itself when there are none)."""
+    if not specs:
+        return G
+    from .adapt.domains import apply_domains, load_domain, parse_domain_spec
+
+    parsed = [parse_domain_spec(spec) for spec in specs]
+    return apply_domains(G, [(load_domain(path), strength) for path, strength in parsed],
+                         source=", ".join(path for path, _ in parsed))
+
+
 def parse_lambdas(items: tuple[str, ...]) -> dict[str, float]:
     """``--lambda TERM=WEIGHT`` options as a dict; the loss terms themselves are checked by the config."""
     pairs = [item.partition("=") for item in items]
@@ -123,14 +139,16 @@ def info(checkpoint: Path) -> None:
 @click.option("--format", "fmt", type=click.Choice(writable_formats()), default=None,
               help="Output format (default: from DST's suffix: .safetensors native, .pt rosinality).")
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
+@DOMAIN_OPTION
 @user_errors
-def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
-    """Convert a generator checkpoint (native, rosinality .pt, NVIDIA .pkl) to native or rosinality."""
+def convert(src: Path, dst: Path, fmt: str | None, force: bool, domains: tuple[str, ...]) -> None:
+    """Convert a generator checkpoint (native, rosinality .pt, NVIDIA .pkl) to native or rosinality, optionally
+    with domains applied (a full generator of the domain, for any tool)."""
     from .formats import format_for_output, load_generator, save_generator
 
     format_for_output(dst, fmt)  # validate before the (slow) load
     writable_output(dst, force)
-    G = load_generator(src)
+    G = with_domains(load_generator(src), domains)
     save_generator(G, dst, fmt)
     click.echo(f"wrote {dst} ({fmt or dst.suffix})")
 
@@ -146,10 +164,12 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool) -> None:
 @click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
+@DOMAIN_OPTION
 @user_errors
 def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, out: Path | None,
-             outdir: Path | None, batch: int, device: str, force: bool) -> None:
-    """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir)."""
+             outdir: Path | None, batch: int, device: str, force: bool, domains: tuple[str, ...]) -> None:
+    """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir), optionally with
+    domains applied to the generator."""
     import torch
     from tqdm import tqdm
 
@@ -173,7 +193,7 @@ def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, o
                                  "--force to overwrite them, or choose another --outdir")
         writable_output(outdir / "probe", True)
     device = str(resolve_device(device))
-    G = load_generator(checkpoint, device=device)
+    G = with_domains(load_generator(checkpoint, device=device), domains)
     z = z_from_seeds(seed_list, G.z_dim).to(device)
     images = []
     with torch.no_grad():

@@ -14,6 +14,7 @@ from ..clip.models import DEFAULT_CLIP
 from ..clip.templates import TEMPLATE_SETS
 from ..errors import StylenadaError
 from ..models.family import NOISE_MODES
+from .domains import PARAM_SCOPES
 from .layers import PARAM_LEVELS, STRATEGIES, SelectionConfig
 from .source_text import SOURCE_TEXT_MODES
 from .weighting import WEIGHTINGS
@@ -25,7 +26,7 @@ def choices() -> dict[str, tuple[str, ...]]:
     """The allowed values of every option that takes a name, from the registries (the CLI offers these)."""
     return {"layers": tuple(STRATEGIES), "weighting": tuple(WEIGHTINGS), "templates": tuple(TEMPLATE_SETS),
             "source_text": SOURCE_TEXT_MODES, "noise_mode": NOISE_MODES, "precision": PRECISIONS,
-            "param_level": PARAM_LEVELS}
+            "param_level": PARAM_LEVELS, "params": tuple(PARAM_SCOPES)}
 
 
 def _checked(name: str, value: object, spec: dataclasses.Field) -> object:
@@ -205,10 +206,13 @@ class TrainConfig:
                 and self.source_text == "static":
             raise StylenadaError(f"source and target texts are identical ({self.source!r}): nothing to adapt to")
         for name, allowed in choices().items():
-            value = getattr(self.selection if name == "param_level" else self, name)
+            value = getattr(self.selection if name in ("param_level", "params") else self, name)
             if value not in allowed:
                 flag = "--" + name.replace("_", "-")
                 raise StylenadaError(f"unknown {flag} {value!r}; choose one of {', '.join(allowed)}")
+        if self.train_mapping and self.selection.params != "full":
+            raise StylenadaError(f"--params {self.selection.params} trains style offsets of the synthesis network "
+                                 "only; drop --train-mapping (or use --params full)")
         if self.keep_checkpoints < 0:
             raise StylenadaError(f"--keep-checkpoints must be >= 0 (0 keeps all), got {self.keep_checkpoints}")
         for name in ("iters", "batch", "n_samples", "source_interval", "source_batch"):

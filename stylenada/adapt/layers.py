@@ -32,6 +32,7 @@ from torch import nn
 
 from ..errors import StylenadaError
 from ..models.family import Generator
+from .domains import PARAM_SCOPES
 
 if TYPE_CHECKING:
     from .trainer import NadaObjective
@@ -65,6 +66,7 @@ class SelectionConfig:
     inner_steps: int = 1  # adaptive_param: normalised gradient steps on the copy
     inner_lr: float = 0.01  # adaptive_param: RMS size of the probe's step (in parameter units)
     train_torgb: bool = True  # the ToRGB layers are driven by W+ entries too, and train with them
+    params: str = "full"  # which parameters of the chosen layers train: full | stylespace | affine (domains.py)
 
 
 @dataclass
@@ -140,6 +142,11 @@ class LayerStrategy:
         if not self.due(step):
             return None
         selection = self._select(step, objective)
+        if self.cfg.params != "full":  # a compact domain: only the scope's parameters of the chosen layers
+            keep = PARAM_SCOPES[self.cfg.params]
+            for name, p in self.G.synthesis.named_parameters():
+                if p.requires_grad and not keep(name):
+                    p.requires_grad_(False)
         selection.trained_parameters = self.trained_parameters()
         return selection
 

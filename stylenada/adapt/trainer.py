@@ -26,6 +26,7 @@ from ..utils.images import load_image, make_grid, save_image
 from ..utils.io import atomic_write, atomic_write_text
 from ..utils.rundir import RunDir
 from .config import TrainConfig
+from .domains import extract_domain, save_domain
 from .layers import LayerStrategy, make_strategy
 from .losses import (
     LOSS_TERMS,
@@ -438,6 +439,9 @@ class Trainer:
         save_generator(self.G_train, gen_path)
         if cfg.export_rosinality:
             save_generator(self.G_train, self.rundir.generator_pt)
+        if cfg.selection.params != "full":  # the run's domain alone, a few KB, for `generate --domain`
+            save_domain(extract_domain(self.G_frozen, self.G_train, cfg.selection.params, self.objective.source,
+                                       cfg.target), self.rundir.domain)
         save_image(self.sample_grid(), self.rundir.sample("final"))
         metrics = self.summary(elapsed, self.step - first_step)
         atomic_write_text(self.rundir.summary, json.dumps(metrics, indent=2))

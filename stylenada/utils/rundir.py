@@ -4,6 +4,7 @@
     RUN/metrics.jsonl               one record per step: losses, lambdas, source text, layer selection
     RUN/summary.json                summary metrics of the finished run
     RUN/generator.safetensors       the adapted generator (native format); generator.pt with --export-rosinality
+    RUN/domain.safetensors          with --params stylespace|affine: the change alone (stylenada.adapt.domains)
     RUN/samples/stepNNNNNN.png      frozen top row, adapted below; samples/final.png at the end
     RUN/checkpoints/stepNNNNNN.{safetensors,state.pt}, checkpoints/latest.json   for --resume
     RUN/tensorboard/                TensorBoard events
@@ -43,6 +44,10 @@ class RunDir:
     @property
     def generator(self) -> Path:
         return self.path / "generator.safetensors"
+
+    @property
+    def domain(self) -> Path:
+        return self.path / "domain.safetensors"
 
     @property
     def generator_pt(self) -> Path:
