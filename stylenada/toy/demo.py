@@ -40,6 +40,7 @@ class DemoConfig:
     lr: float = 0.003
     k: int = 6  # W+ entries (of the tiny generator's 8) that late and the adaptive strategies train
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
+    params: str = "full"  # full | stylespace | affine: which parameters of the chosen layers train
     lambda_l2: float = 0.1
     lambda_global: float = 0.0
     lambdas: dict[str, float] = field(default_factory=dict)  # further registered loss terms, e.g. {"angle": 1}
@@ -86,7 +87,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
         source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,
-        selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb))
+        selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb, params=cfg.params))
     result = adapt(train_cfg, clip_models=clip_models, progress=progress)
     G_frozen, G_adapted = load_generator(generator), load_generator(result.generator_path)
     metrics = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=[m for m, _ in clip_models], n=cfg.n_eval)
