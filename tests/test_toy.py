@@ -266,6 +266,19 @@ def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
     assert json.loads((tmp_path / "a" / "demo_metrics.json").read_text())["task"] == "colour"
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("layers", ["late", "adaptive_param"])
+def test_colour_task_with_other_strategies(tmp_path, layers):
+    """The colour task with the late and parameter-level strategies at the demo's settings (strategy study,
+    5 seeds: 100% success, 94% preservation each; validity 82% / 78%, below the issue's 90%, not asserted)."""
+    from stylenada.toy.demo import DemoConfig, run_demo
+
+    m = run_demo(DemoConfig(task="colour", layers=layers, seed=1, n_eval=128, out=str(tmp_path / layers)),
+                 progress=False)
+    assert m["target_success_before"] <= 0.05 and m["target_success"] >= 0.9 and m["pixel_success"] >= 0.9
+    assert m["preservation"] >= 0.9
+
+
 def test_strategy_study_quick(tmp_path):
     """benchmarks/strategies.py end to end on a tiny slice (2 strategies x 2 seeds, 2 steps), then the summary
     with its claims table; a second call resumes and runs nothing."""
