@@ -367,7 +367,8 @@ def main(argv: list[str] | None = None) -> None:
                 futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval): c for c in todo}
                 for i, fut in enumerate(as_completed(futures)):
                     done(i, fut.result())
-    command = "python benchmarks/strategies.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
+    command = "python benchmarks/strategies.py " + " ".join(given or ["--jobs 2"])
     write_report(records, Path(args.doc), command.strip())
     print(f"wrote {args.doc}")
 
