@@ -2,7 +2,8 @@
 
 Random-weight StyleGAN2 generators (config F, channel multiplier 2) at the given resolutions and batch
 sizes, on CPU (and CUDA when available). Each configuration runs in its own subprocess so that its
-peak memory is its own. Results: printed, and written to benchmarks/results/generator-<device>.json.
+peak memory is its own. Results: printed, and written to benchmarks/results/generator-<device>-<precision>.json
+(generator-<device>-<precision>-modconv.json for a comparison of the modulated-conv forms).
 
     .venv/bin/python benchmarks/generator.py                      # 256 and 1024 px, batch 1, 2, 4
     .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --repeats 3
@@ -114,7 +115,8 @@ def main(argv: list[str] | None = None) -> None:
                       f"{r['forward_backward_s_per_image']:>14.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
-    path = RESULTS / f"generator-{tag}-{args.precision}.json"
+    forms = "-modconv" if args.modconv != [None] else ""  # a comparison of the forms keeps its own file
+    path = RESULTS / f"generator-{tag}-{args.precision}{forms}.json"
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
             "processor": platform.processor(),
             "command": " ".join(["benchmarks/generator.py", *(argv or sys.argv[1:])])}
