@@ -190,7 +190,7 @@ def test_train_reports_bad_paths_before_loading_anything(tiny_generator, tmp_pat
 
 
 def test_readme_shapes_world_train_recipe_runs(tmp_path, monkeypatch, capsys):
-    """The README's shapes-world `stylenada train` command, as written, with 2 steps instead of 150."""
+    """The README's shapes-world `stylenada train` command, as written, with 2 steps instead of 100."""
     import shlex
     from pathlib import Path
 
@@ -199,7 +199,7 @@ def test_readme_shapes_world_train_recipe_runs(tmp_path, monkeypatch, capsys):
     block = readme.split("On the shapes world", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
     argv = shlex.split(block.replace("\\\n", " "))
     assert argv[:2] == ["stylenada", "train"]
-    argv = [a if a != "150" else "2" for a in argv[1:]]
+    argv = [a if a != "100" else "2" for a in argv[1:]]
     monkeypatch.chdir(root)
     argv[argv.index("--out") + 1] = str(tmp_path / "blue")
     code, out, err = run(capsys, *argv)
