@@ -270,12 +270,12 @@ def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("layers", ["late", "adaptive_param"])
 def test_colour_task_with_other_strategies(tmp_path, layers):
-    """The colour task with the late and parameter-level strategies at the demo's settings (strategy study,
+    """The colour task with the late and parameter-level strategies at the strategy study's settings (study,
     5 seeds: 100% success, 94% preservation each; validity 82% / 78%, below the issue's 90%, not asserted)."""
     from stylenada.toy.demo import DemoConfig, run_demo
 
-    m = run_demo(DemoConfig(task="colour", layers=layers, seed=1, n_eval=128, out=str(tmp_path / layers)),
-                 progress=False)
+    m = run_demo(DemoConfig(task="colour", layers=layers, seed=1, n_eval=128, lr=0.003, iters=150,
+                            out=str(tmp_path / layers)), progress=False)
     assert m["target_success_before"] <= 0.05 and m["target_success"] >= 0.9 and m["pixel_success"] >= 0.9
     assert m["preservation"] >= 0.9
 
