@@ -288,3 +288,18 @@ def test_kill_9_then_resume_finishes_bit_exact(tmp_path, when):
     a, b = load_generator(tmp_path / "full" / "generator.safetensors"), load_generator(run / "generator.safetensors")
     for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert torch.equal(p, q), n
+
+
+def test_ctrl_c_exits_130(tiny_generator, tmp_path, capsys, monkeypatch):
+    """An interrupted command (Ctrl-C) exits 130 with one line, as shells expect, not 1 like a bad input."""
+    import stylenada.formats as formats
+
+    gen = save_generator(tiny_generator, tmp_path / "g.pt")
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(formats, "load_generator", interrupted)
+    code, _, err = run(capsys, "generate", str(gen), "--seeds", "0", "--out", str(tmp_path / "x.png"))
+    assert code == 130 and err.strip() == "Aborted."
+    assert not (tmp_path / "x.png").exists()
