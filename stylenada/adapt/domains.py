@@ -14,6 +14,7 @@ domains applied is an ordinary generator (``stylenada convert ... --domain``) fo
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError, StylenadaError
-from ..formats.native import load_tensors, read_metadata, save_tensors, tensors_digest
+from ..formats.native import load_checked_tensors, read_metadata, save_tensors
 from ..formats.registry import check_file, describe
 from ..models.family import Generator
 
@@ -85,9 +86,7 @@ def load_domain(path: str | Path) -> Domain:
                               "`stylenada train --params stylespace`)")
     if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("family"), str):
         raise CheckpointError(f"{path}: domain metadata lacks the base generator's family and config")
-    deltas = load_tensors(path)
-    if "sha256" in meta and meta["sha256"] != tensors_digest(deltas):
-        raise CheckpointError(f"{path}: the offsets do not match the checksum written with them; save the file again")
+    deltas = load_checked_tensors(path, meta)
     return Domain(deltas, meta["family"], meta["config"], str(meta.get("scope", "")), str(meta.get("source", "")),
                   str(meta.get("target", "")))
 
@@ -100,11 +99,14 @@ def apply_domains(G: Generator, domains: list[tuple[Domain, float]], source: str
     with torch.no_grad():
         for domain, strength in domains:
             if domain.family != G.family or domain.config != G.cfg.to_dict():
-                cfg = type(G.cfg).from_dict(domain.config) if domain.family == G.family else None
+                try:
+                    trained_on = describe(type(G.cfg).from_dict(domain.config))
+                except (TypeError, ValueError):  # another family's config, or a corrupt one
+                    trained_on = "another architecture"
                 raise StylenadaError(
-                    f"{source or 'the domain'} was trained on a {domain.family} generator of "
-                    f"{describe(cfg) if cfg else '?'}, not on this {G.family} of {describe(G.cfg)}: apply it to "
-                    "the generator it was trained from (or one fine-tuned from it)")
+                    f"{source or 'the domain'} was trained on a {domain.family} generator of {trained_on}, not on "
+                    f"this {G.family} of {describe(G.cfg)}: apply it to the generator it was trained from (or one "
+                    "fine-tuned from it)")
             for name, d in domain.deltas.items():
                 if name not in params or params[name].shape != d.shape:
                     raise CheckpointError(f"{source}: offset {name!r} {tuple(d.shape)} fits no parameter of the "
@@ -122,7 +124,7 @@ def parse_domain_spec(spec: str) -> tuple[str, float]:
         value = float(strength)
     except ValueError:
         return spec, 1.0  # a ':' that belongs to the path
-    if value != value or value in (float("inf"), float("-inf")):
+    if not math.isfinite(value):
         raise StylenadaError(f"--domain {spec!r}: the strength must be a finite number")
     return path, value
 

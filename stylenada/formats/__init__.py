@@ -40,7 +40,7 @@ def _guarded(path: str | os.PathLike, fn):
         if len(str(e)) >= 300 or "\n" in str(e):
             raise type(e)(first_line(e, 299)) from None
         raise
-    except (Exception, RecursionError, MemoryError) as e:
+    except Exception as e:  # RecursionError and MemoryError included
         raise CheckpointError(f"{path}: cannot load ({type(e).__name__}: {first_line(e, 120)}); the file is "
                               "corrupt or not a supported generator checkpoint") from None
 

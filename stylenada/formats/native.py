@@ -83,6 +83,16 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
                               "or corrupt") from None
 
 
+def load_checked_tensors(path: Path, meta: dict) -> dict[str, torch.Tensor]:
+    """The file's tensors, verified against the sha256 in its metadata when there is one (files written
+    before checksums existed have none)."""
+    tensors = load_tensors(path)
+    if "sha256" in meta and meta["sha256"] != tensors_digest(tensors):
+        raise CheckpointError(f"{path}: the tensors do not match the checksum written with them (changed bytes); "
+                              "save or download the file again")
+    return tensors
+
+
 def _load(path: Path):
     meta = read_metadata(path)
     if not isinstance(meta, dict) or meta.get("kind") != "generator":
@@ -95,11 +105,7 @@ def _load(path: Path):
     # Files written before families existed are StyleGAN2's.
     family = get_family(meta.get("family", "stylegan2"), str(path))
     cfg = family.config_from_dict(meta.get("config"), str(path))
-    tensors = load_tensors(path)
-    if "sha256" in meta and meta["sha256"] != tensors_digest(tensors):
-        raise CheckpointError(f"{path}: the weights do not match the checksum written with them (changed bytes); "
-                              "save or download the file again")
-    return cfg, tensors
+    return cfg, load_checked_tensors(path, meta)
 
 
 def _save(G, path: Path) -> None:
