@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     forms = "-modconv" if args.modconv != [None] else ""  # a comparison of the forms keeps its own file
     path = RESULTS / f"generator-{tag}-{args.precision}{forms}.json"
+    from stylenada.utils.runtime import cpu_description
+
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            **cpu_description(),
             "processor": platform.processor(),
             "command": " ".join(["benchmarks/generator.py", *(argv or sys.argv[1:])])}
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))

@@ -125,7 +125,10 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     path = RESULTS / f"train_step-{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}.json"
+    from stylenada.utils.runtime import cpu_description
+
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
+            **cpu_description(),
             "command": " ".join(["benchmarks/train_step.py", *(argv if argv is not None else sys.argv[1:])])}
     path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"wrote {path}")

@@ -35,3 +35,15 @@ def keep_freed_memory() -> bool:
     if not ok:
         log.debug("mallopt not supported; leaving the allocator as it is")
     return ok
+
+
+def cpu_description() -> dict:
+    """The CPU a benchmark ran on: model name and whether it has bf16 / AMX instructions (without them
+    bf16 is emulated and slower than fp32, so figures from machines with and without are not comparable)."""
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        return {}
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    return {"cpu": model, "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})}
