@@ -154,7 +154,7 @@ def safe_load_pickle(path: Path) -> Any:
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             RuntimeError) as e:
         raise CheckpointError(
-            f"{path}: cannot read the network pickle ({type(e).__name__}: {str(e)[:120]}); "
+            f"{path}: cannot read the network pickle ({type(e).__name__}: {first_line(e, 120)}); "
             "the file is truncated or corrupt, download it again") from e
 
 
