@@ -11,11 +11,17 @@ fi
 if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1 2>&1 | grep -v "^WARNING: Location" || true
 fi
-.venv/bin/pip install -q -e ".[dev,faces]" 2>&1 | grep -v "^WARNING: Location" || true
+.venv/bin/pip install -q -e ".[dev,faces,ui,sweep]" 2>&1 | grep -v "^WARNING: Location" || true
 # dlib's 68-point face landmark model for `stylenada edit` (Debian's libdlib-data); optional elsewhere.
 if [ ! -f /usr/share/dlib/shape_predictor_68_face_landmarks.dat ] && command -v apt-get >/dev/null \
     && [ "$(id -u)" = 0 ]; then
   (apt-get update -qq && apt-get install -y -qq libdlib-data) >/dev/null 2>&1 \
     || echo "note: could not install libdlib-data; face alignment needs --landmarks PATH"
+fi
+# Chromium for the browser tests of `stylenada ui` and the sweep's index page (Playwright drives the system's
+# browser: its own browser downloads need the internet).
+if ! command -v chromium >/dev/null && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null 2>&1 \
+    || echo "note: could not install chromium; the browser tests will be skipped"
 fi
 .venv/bin/python -c "import stylenada, torch, open_clip; print('stylenada ready: torch', torch.__version__)"

@@ -62,3 +62,39 @@ def save_test_clip(clip, folder) -> str:
     weights = Path(folder) / "clip.safetensors"
     save_file({k: v.contiguous() for k, v in clip.model.state_dict().items()}, str(weights))
     return f"{name}:{weights}"
+
+
+def find_chromium() -> str | None:
+    """The system's Chromium for Playwright (its own browser downloads need the internet), or None."""
+    import os
+    import shutil
+
+    for name in (os.environ.get("STYLENADA_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
+        path = name and shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """A headless Chromium driven by Playwright. Skipped, with the reason shown, only where neither Playwright
+    nor a Chromium is installed; CI sets STYLENADA_REQUIRE_BROWSER=1 so that there it fails instead."""
+    import os
+
+    reason = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright, reason = None, "playwright is not installed (pip install -e '.[dev]')"
+    chromium = find_chromium()
+    if reason is None and chromium is None:
+        reason = "no Chromium found (apt-get install chromium, or set STYLENADA_CHROMIUM)"
+    if reason is not None:
+        if os.environ.get("STYLENADA_REQUIRE_BROWSER"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()

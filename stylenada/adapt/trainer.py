@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +53,7 @@ class AdaptResult:
     run_dir: Path
     generator_path: Path
     metrics: dict
+    stopped: bool = False  # stopped early by ``run(stop=...)``: generator_path is the checkpoint to resume from
 
     @property
     def generator(self) -> Generator:
@@ -406,7 +408,9 @@ class Trainer:
             atomic_write_text(mpath, "".join(ln + "\n" for ln in kept))
         return True
 
-    def run(self, progress: bool = True) -> AdaptResult:
+    def run(self, progress: bool = True, stop: Callable[[], bool] | None = None) -> AdaptResult:
+        """Train to ``cfg.iters`` and write the final outputs. ``stop`` (asked before each step) ends the run
+        early with a checkpoint and nothing else: ``--resume`` continues it (the UI's Stop button)."""
         from tqdm import tqdm
 
         cfg = self.cfg
@@ -422,6 +426,12 @@ class Trainer:
         while self.step < cfg.iters:
             if cfg.max_seconds and time.perf_counter() - t_start >= cfg.max_seconds:
                 break
+            if stop is not None and stop():
+                bar.close()
+                weights = self.checkpoint()
+                if self._writer is not None:
+                    self._writer.close()
+                return AdaptResult(self.run_dir, weights, {"steps": self.step}, stopped=True)
             record = self.train_step()
             self.log(record)
             bar.set_postfix({"clip": f"{record['loss/clip']:.3f}", "l2": f"{record['loss/l2']:.4f}",
@@ -465,14 +475,15 @@ class Trainer:
         }
 
 
-def adapt(config: TrainConfig | dict, clip_models: list | None = None, progress: bool = True) -> AdaptResult:
+def adapt(config: TrainConfig | dict, clip_models: list | None = None, progress: bool = True,
+          stop: Callable[[], bool] | None = None) -> AdaptResult:
     """Run StyleGAN-NADA as configured; returns the run folder, the final generator and summary metrics."""
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
-    return Trainer(cfg, clip_models=clip_models).run(progress=progress)
+    return Trainer(cfg, clip_models=clip_models).run(progress=progress, stop=stop)
 
 
 def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | None = None,
-           progress: bool = True) -> AdaptResult:
+           progress: bool = True, stop: Callable[[], bool] | None = None) -> AdaptResult:
     """Continue the run in ``run_dir`` from its last checkpoint (optionally to a new ``iters``)."""
     run = RunDir.open(run_dir)
     cfg = TrainConfig.from_dict(run.load_config())
@@ -481,7 +492,7 @@ def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | No
         cfg.iters = iters
     trainer = Trainer(cfg, clip_models=clip_models, resume=True)
     trainer.restore()
-    return trainer.run(progress=progress)
+    return trainer.run(progress=progress, stop=stop)
 
 
 __all__ = ["AdaptResult", "NadaObjective", "Trainer", "adapt", "resume"]
