@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -237,3 +238,22 @@ class TrainConfig:
                                      f"global: {sorted(set(LOSS_TERMS) - {'clip', 'l2', 'global'}) or 'none'}")
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise StylenadaError(f"lambdas: the weight of {name!r} must be a finite number >= 0, got {value!r}")
+
+
+# --- presets -------------------------------------------------------------------------------------------
+# Named starting configurations (a generator, its CLIP, texts and settings that work together). A plugin
+# registers its own: the shapes world registers 'shapes', the default of `stylenada ui` without a generator.
+PRESETS: dict[str, Callable[[], TrainConfig]] = {}
+
+
+def register_preset(name: str, make: Callable[[], TrainConfig]) -> None:
+    """Register ``make`` (called when the preset is used, so registering costs no import) under ``name``."""
+    PRESETS[name] = make
+
+
+def preset(name: str) -> TrainConfig:
+    """A fresh TrainConfig of the preset ``name``."""
+    if name not in PRESETS:
+        raise StylenadaError(f"unknown preset {name!r}; registered: {sorted(PRESETS) or 'none'}")
+    return PRESETS[name]()
+

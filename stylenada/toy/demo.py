@@ -73,21 +73,27 @@ def save_training_curves(metrics_jsonl: Path, out: Path) -> Path:
     return plot_overview(load_records(metrics_jsonl), out)
 
 
-def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
-    """Adapt, evaluate and write grid, metrics and curves into a fresh run folder; returns the metrics."""
-    t0 = time.perf_counter()
+def train_config(cfg: DemoConfig, out: str | Path) -> TrainConfig:
+    """The training run of the demo (also the 'shapes' preset, the default of ``stylenada ui``)."""
     task = get_task(cfg.task)
-    out = free_run_dir(cfg.out)
-    clip_models = load_clip_models(list(cfg.clip), "cpu")
-    generator = cfg.source_generator()
-    train_cfg = TrainConfig(
-        generator=generator, source=task.source, target=task.target, out=str(out), clip=list(cfg.clip),
+    return TrainConfig(
+        generator=cfg.source_generator(), source=task.source, target=task.target, out=str(out), clip=list(cfg.clip),
         templates="none", iters=cfg.iters, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, layers=cfg.layers,
         weighting=cfg.weighting, lambda_l2=cfg.lambda_l2, lambda_global=cfg.lambda_global, lambdas=dict(cfg.lambdas),
         source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,
         selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb, params=cfg.params))
+
+
+def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
+    """Adapt, evaluate and write grid, metrics and curves into a fresh run folder; returns the metrics."""
+    t0 = time.perf_counter()
+    task = get_task(cfg.task)
+    out = free_run_dir(cfg.out)
+    clip_models = load_clip_models(list(cfg.clip), "cpu")
+    train_cfg = train_config(cfg, out)
+    generator = train_cfg.generator
     result = adapt(train_cfg, clip_models=clip_models, progress=progress)
     G_frozen, G_adapted = load_generator(generator), load_generator(result.generator_path)
     metrics = task_metrics(task, G_frozen, G_adapted, load_reader(), clip=[m for m, _ in clip_models], n=cfg.n_eval)

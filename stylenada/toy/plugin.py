@@ -1,8 +1,9 @@
 """The shapes world as a stylenada plugin (entry point ``stylenada.plugins: shapes``).
 
 Registers its two tiny CLIPs as ``--clip`` sources, its caption list for dynamic source text
-(``--source-candidates shapes``), its known-answer metrics for ``stylenada evaluate``, its renders as real
-images for encoder training (``--real shapes``) and the ``stylenada demo`` command. Nothing in the library
+(``--source-candidates shapes``), the preset ``shapes`` (the default of ``stylenada ui``), its known-answer
+metrics for ``stylenada evaluate``, its renders as real images for encoder training (``--real shapes``) and
+the ``stylenada demo`` command. Nothing in the library
 imports this package: it is found through the entry point (see :mod:`stylenada.plugins`).
 """
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from ..adapt.config import register_preset
 from ..adapt.domains import PARAM_SCOPES
 from ..adapt.layers import STRATEGIES
 from ..adapt.source_text import SOURCE_TEXT_MODES, register_candidates
@@ -42,6 +44,18 @@ for _name in WEIGHTS:
 register_candidates("shapes", ["a shape", "a filled shape", "a red shape", "an orange shape", "a yellow shape",
                                "a filled red shape", "a circle", "a square", "a triangle", "a cross",
                                "a shape on a white background", "a red circle", "a red square"])
+
+
+def _shapes_preset():
+    """The demo's colour run (red -> blue shapes) as a preset, for `stylenada ui` without a generator."""
+    from .demo import DemoConfig, train_config
+
+    cfg = train_config(DemoConfig(), "runs/ui/shapes")
+    cfg.device = "auto"
+    return cfg
+
+
+register_preset("shapes", _shapes_preset)
 
 
 @register_task_metrics
