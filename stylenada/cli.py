@@ -128,7 +128,7 @@ def info(checkpoint: Path) -> None:
     click.echo(f"z_dim / w_dim:   {cfg['z_dim']} / {cfg['w_dim']}")
     for key, value in cfg.items():
         if key not in shown:
-            click.echo(f"{key + ':':<17}{value}")
+            click.echo(f"{key + ':':<16} {value}")
     click.echo(f"stored mean w:   {'yes' if i.has_w_avg else 'no (estimated on load)'}")
     click.echo(f"parameters:      {i.num_params:,}")
 
@@ -473,6 +473,82 @@ def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, 
     else:
         n = cross_model_video(G_source, adapted, out, frames=frames, seed=seed, truncation=truncation, fps=fps)
     click.echo(f"wrote {out} ({n} frames at {fps:g} fps)")
+
+
+def require_extra(module: str, extra: str, what: str):
+    """Import an optional dependency, or one line naming the extra that installs it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise StylenadaError(f"{what} needs {module}, which is not installed: pip install 'stylenada[{extra}]'"
+                             ) from None
+
+
+@cli.command()
+@click.argument("generator", required=False, type=click.Path(path_type=Path))
+@click.option("--clip", "clip_specs", multiple=True, help="CLIP model(s) to offer [default: the preset's or "
+                                                          f"{DEFAULT_CLIP}].")
+@click.option("--runs", type=click.Path(path_type=Path), default=Path("runs/ui"), show_default=True,
+              help="Folder for the UI's run folders (Explore and Edit list the runs in it).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on (0.0.0.0: every interface).")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--share", is_flag=True, help="Also open a public Gradio link (off unless asked).")
+@click.option("--device", default="auto", show_default=True, help="Device the training runs on.")
+@user_errors
+def ui(generator: Path | None, clip_specs: tuple[str, ...], runs: Path, host: str, port: int, share: bool,
+       device: str) -> None:
+    """A browser UI: adapt (live samples and curves, stop/resume, downloads), edit photos, explore runs. Without
+    GENERATOR it opens on the shapes world."""
+    require_extra("gradio", "ui", "stylenada ui")
+    from .ui.app import UISettings, launch
+
+    settings = UISettings.create(str(generator) if generator else None, list(clip_specs) or None, runs, device)
+    launch(settings, host=host, port=port, share=share)
+
+
+@cli.command()
+@click.argument("targets_file", metavar="TARGETS.yaml", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Sweep folder: one run folder per row, sweep.json, index.html [default: runs/<file name>].")
+@click.option("--address", default=None,
+              help="Run on this Ray cluster (e.g. auto, or ray://head:10001) [default: a local Ray].")
+@click.option("--num-cpus", type=click.IntRange(min=1), default=None,
+              help="Core budget of the local Ray [default: every core this process may use].")
+@click.option("--cpus-per-row", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Cores (threads) of each row; a CUDA row also takes one GPU.")
+@click.option("--eval-n", type=click.IntRange(min=0), default=64, show_default=True,
+              help="Latents each finished row is evaluated on (eval.json); 0: no evaluation.")
+@click.option("--dry-run", is_flag=True, help="Validate the rows and print what would run; run nothing.")
+@user_errors
+def sweep(targets_file: Path, out: Path | None, address: str | None, num_cpus: int | None, cpus_per_row: int,
+          eval_n: int, dry_run: bool) -> None:
+    """Adapt to many targets: each row of TARGETS.yaml (train options, under optional 'defaults') is a run
+    folder OUT/<name>, run in parallel on Ray. Finished rows are skipped and interrupted ones resumed; an
+    invalid or failed row is reported and the others go on (exit code 1 when any did not finish)."""
+    from .sweep import SUCCEEDED, RayOptions, plan_sweep, run_sweep
+
+    out = out or Path("runs") / targets_file.stem
+
+    def show(row) -> None:
+        took = f" in {row.seconds:.1f} s" if row.seconds is not None else ""
+        click.echo(f"{row.status:<8} {row.name}{took}" + (f": {row.error}" if row.error else ""))
+
+    if dry_run:
+        rows = plan_sweep(targets_file, out, eval_n)
+        for row in rows:
+            show(row)
+        invalid = [row.name for row in rows if row.status == "invalid"]
+        if invalid:
+            raise StylenadaError(f"{len(invalid)} of {len(rows)} rows are invalid ({', '.join(invalid)})")
+        return
+    rows = run_sweep(targets_file, out, RayOptions(address, num_cpus, cpus_per_row), eval_n, on_row=show)
+    click.echo(f"wrote {out / 'index.html'} and {out / 'sweep.json'}")
+    unfinished = [row.name for row in rows if row.status not in SUCCEEDED]
+    if unfinished:
+        raise StylenadaError(f"{len(unfinished)} of {len(rows)} rows did not finish ({', '.join(unfinished)}): "
+                             "see above or sweep.json, fix them and run the sweep again")
 
 
 def _load_plugin_commands() -> None:

@@ -313,6 +313,20 @@ def test_resume_equals_uninterrupted(gen_path, tmp_path, random_clip):
     assert strip(la) == strip(lb)
 
 
+def test_resume_after_a_log_line_cut_short(gen_path, tmp_path, random_clip):
+    """A kill while appending to metrics.jsonl leaves half a line: the resume drops it (and only a last one)."""
+    clips = [(random_clip, 1.0)]
+    part = adapt(make_cfg(gen_path, tmp_path / "cut", iters=2), clip_models=clips, progress=False)
+    log = part.run_dir / "metrics.jsonl"
+    log.write_text(log.read_text() + '{"step": 2, "loss/cl')
+    resumed = resume(part.run_dir, iters=3, clip_models=clips, progress=False)
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [0, 1, 2]
+    assert resumed.metrics["steps"] == 3
+    log.write_text('{"step": 0, "los\n' + log.read_text())
+    with pytest.raises(StylenadaError, match="line 1 is not JSON"):
+        resume(part.run_dir, iters=4, clip_models=clips, progress=False)
+
+
 def test_existing_run_is_not_overwritten(gen_path, tmp_path, random_clip):
     cfg = make_cfg(gen_path, tmp_path / "r", iters=1)
     adapt(cfg, clip_models=[(random_clip, 1.0)], progress=False)

@@ -62,3 +62,13 @@ def test_no_import_cycle_between_subpackages():
     for n in sorted(edges):
         if n not in state and (cycle := visit(n, [])):
             raise AssertionError(f"import cycle between subpackages: {' -> '.join(cycle)}")
+
+
+def test_the_command_line_imports_no_optional_extra():
+    """`pip install -e .` without extras works: Gradio ([ui]) and Ray ([sweep]) load only in their commands."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stylenada.cli; extras = [m for m in ('gradio', 'ray', 'playwright') if m in sys.modules]; "
+            "assert not extras, extras")
+    subprocess.run([sys.executable, "-c", code], check=True)

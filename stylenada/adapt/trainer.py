@@ -402,10 +402,9 @@ class Trainer:
         self.objective.set_source(state["source"])
         self.step = int(state["step"])
         # Keep the log consistent with the resumed state: drop records past the checkpoint.
-        mpath = self.rundir.metrics
-        if mpath.exists():
-            kept = [ln for ln in mpath.read_text().splitlines() if ln and json.loads(ln)["step"] < self.step]
-            atomic_write_text(mpath, "".join(ln + "\n" for ln in kept))
+        if self.rundir.metrics.exists():
+            kept = [r for r in self.rundir.records() if r["step"] < self.step]
+            atomic_write_text(self.rundir.metrics, "".join(json.dumps(r) + "\n" for r in kept))
         return True
 
     def run(self, progress: bool = True, stop: Callable[[], bool] | None = None) -> AdaptResult:

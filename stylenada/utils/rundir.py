@@ -102,10 +102,21 @@ class RunDir:
         return json.loads(self.config.read_text())
 
     def records(self) -> list[dict]:
-        """The per-step records of metrics.jsonl (empty before the first step)."""
+        """The per-step records of metrics.jsonl (empty before the first step). A last line cut short (the
+        process was killed while appending it) is left out; a broken line before it is an error."""
         if not self.metrics.is_file():
             return []
-        return [json.loads(line) for line in self.metrics.read_text().splitlines() if line.strip()]
+        lines = [line for line in self.metrics.read_text().splitlines() if line.strip()]
+        records = []
+        for i, line in enumerate(lines):
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                if i == len(lines) - 1:
+                    break
+                raise StylenadaError(f"{self.metrics}: line {i + 1} is not JSON; the log is corrupt (remove that "
+                                     "line to continue the run)") from None
+        return records
 
     def latest_checkpoint(self) -> str | None:
         """Name of the newest checkpoint, or None."""
