@@ -1,4 +1,5 @@
-"""Checkpoint fuzzer: mutate valid files of the three formats and classify what loading each one does.
+"""Checkpoint fuzzer: mutate valid files of the three formats (StyleGAN2 and StyleGAN3 generators) and classify
+what loading each one does.
 
 Every mutant must either load (and then render finite images) or be refused with one ``CheckpointError``
 line (< 300 characters) that names the file. Anything else - another exception type, a message of several
@@ -40,13 +41,18 @@ BAD_VALUES = ["x", -1, 0, 3, 10**7, 2**40, 1.5, float("nan"), float("inf"), None
               [0, 0], "1,3,3,1", [[1, 3], [3, 1]], -0.5, 1e-300]
 
 
-def _tiny_native() -> bytes:
+def _tiny_native(family: str = "stylegan2") -> bytes:
     from stylenada.formats import save_generator
-    from stylenada.models.stylegan2 import Generator, GeneratorConfig
+    from stylenada.models import stylegan2, stylegan3
 
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig(resolution=8, z_dim=8, w_dim=8, mapping_layers=2, channel_base=64, channel_max=8))
-    buf = Path(_tmp()) / "seed.safetensors"
+    if family == "stylegan3":
+        G = stylegan3.Generator(stylegan3.StyleGAN3Config(resolution=16, z_dim=8, w_dim=8, channel_base=64,
+                                                          channel_max=8, num_layers=4, num_critical=1))
+    else:
+        G = stylegan2.Generator(stylegan2.GeneratorConfig(resolution=8, z_dim=8, w_dim=8, mapping_layers=2,
+                                                          channel_base=64, channel_max=8))
+    buf = Path(_tmp()) / f"seed-{family}.safetensors"
     save_generator(G, buf)
     return buf.read_bytes()
 
@@ -210,8 +216,10 @@ def nvidia_mutants(rng: random.Random, data: bytes) -> Iterator[tuple[str, bytes
         yield "two bytes", b"\x80\x04"
         yield "a plain int", pickle.dumps(3, protocol=4)
         yield "a dict without G_ema", pickle.dumps({"x": 1}, protocol=4)
-    else:  # a constructor argument of the wrong type, by replacing a known kwarg's value in the bytes
-        for old, new in [(b"img_resolution", b"img_resolutioZ"), (b"w_dim", b"w_dix"), (b"G_ema", b"G_emx")]:
+    else:  # a constructor argument or tensor name changed in the bytes (the last three are StyleGAN3's)
+        for old, new in [(b"img_resolution", b"img_resolutioZ"), (b"w_dim", b"w_dix"), (b"G_ema", b"G_emx"),
+                         (b"magnitude_ema", b"magnitude_emx"), (b"channel_base", b"channel_basx"),
+                         (b"L3_36_", b"L3_37_")]:
             if old in data:
                 yield f"{old.decode()} renamed", data.replace(old, new, 1)
 
@@ -232,16 +240,19 @@ def mutants(seed: int, n: int, out: Path) -> Iterator[tuple[str, str, Path]]:
     (format, description, path)."""
     rng = random.Random(seed)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = {"native": (_tiny_native(), ".safetensors", native_mutants),
-             "rosinality": ((GOLDEN / "rosinality_tiny.pt").read_bytes(), ".pt", rosinality_mutants),
-             "nvidia": ((GOLDEN / "nvidia_tiny_proto3.pkl").read_bytes(), ".pkl", nvidia_mutants)}
+    # Native and NVIDIA files are StyleGAN2's or StyleGAN3's, at random; rosinality's format is StyleGAN2's only.
+    seeds = {"native": [(_tiny_native(), ".safetensors", native_mutants),
+                        (_tiny_native("stylegan3"), ".safetensors", native_mutants)],
+             "rosinality": [((GOLDEN / "rosinality_tiny.pt").read_bytes(), ".pt", rosinality_mutants)],
+             "nvidia": [((GOLDEN / "nvidia_tiny_proto3.pkl").read_bytes(), ".pkl", nvidia_mutants),
+                        ((GOLDEN / "sg3r_tiny16.pkl").read_bytes(), ".pkl", nvidia_mutants)]}
     i = 0
     while i < n:
         fmt = "foreign" if rng.random() < 0.05 else rng.choice(list(seeds))
         if fmt == "foreign":
             items = [(what, suffix, b) for what, suffix, b in foreign_mutants(rng)]
         else:
-            data, suffix, gen = seeds[fmt]
+            data, suffix, gen = rng.choice(seeds[fmt])
             items = [(what, suffix, b) for what, b in gen(rng, data)]
         for what, suffix, b in items:
             path = out / f"m{i:05d}{suffix}"

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from stylenada.errors import StylenadaError
 from stylenada.eval.metrics import frechet_distance
 from stylenada.toy.render import (
     COLOURS,
@@ -317,6 +318,26 @@ def test_gan_training_resumes_from_its_state(tmp_path):
     assert [r["iter"] for r in log] == [0, 1, 2]  # the saved log continues
     st = torch.load(tmp_path / "g.safetensors.state.pt", weights_only=True)
     assert st["iter"] == 3 and st["opt_g"]["param_groups"][0]["lr"] == 0.001
+
+
+def test_gan_training_of_a_stylegan3(tmp_path):
+    """The same trainer trains a StyleGAN3 (the distillation warm-up, then D, R1, EMA); the layers' tracked
+    input magnitudes move while D trains, and the snapshot loads as a StyleGAN3."""
+    from stylenada.formats import load_generator
+    from stylenada.models.family import family_for_config
+    from stylenada.toy.train_gan import GanTrainConfig, generator_config, train_gan
+
+    cfg = GanTrainConfig(family="stylegan3", iters=3, batch=4, log_every=1, r1_every=2, mixing=0.0, distill=10.0,
+                         distill_warmup=1, channel_base=256, channel_max=8, num_layers=3, z_dim=32, w_dim=32)
+    gcfg = generator_config(cfg)
+    fresh = {k: v.clone() for k, v in family_for_config(gcfg).build(gcfg).named_buffers() if "magnitude" in k}
+    G, log = train_gan(cfg, out=tmp_path / "g3.safetensors", progress=False)
+    assert [r["d_loss"] == 0 for r in log] == [True, False, False] and all(r["distill"] > 0 for r in log)
+    moved = [k for k, v in G.named_buffers() if "magnitude" in k and not torch.equal(v, fresh[k])]
+    assert moved and len(moved) == len(fresh)
+    assert load_generator(tmp_path / "g3.safetensors").family == "stylegan3"
+    with pytest.raises(StylenadaError, match="unknown generator family"):
+        generator_config(GanTrainConfig(family="stylegan4"))
 
 
 def test_attributes_from_uniform_follow_the_domain():

@@ -85,9 +85,10 @@ class Selection:
 
 def trainable_layers(G: Generator, train_torgb: bool = False) -> dict[str, nn.Module]:
     """The layers a strategy may train: every modulated conv (and the ToRGBs when asked), by name, in the
-    generator's layout order."""
+    generator's layout order. Other roles (StyleGAN3's Fourier ``input``) are not chosen by W+ entry; ``all``
+    trains their 'input' parameters, as it does StyleGAN2's const."""
     return {slot.name: G.synthesis.get_submodule(slot.name) for slot in G.cfg.layout()
-            if slot.role == "conv" or train_torgb}
+            if slot.role == "conv" or (train_torgb and slot.role == "torgb")}
 
 
 def freeze_all(G: Generator) -> None:
@@ -245,7 +246,8 @@ def layers_for_w_indices(G: Generator, indices: list[int], train_torgb: bool) ->
     """The synthesis layers driven by the given W+ indices, in synthesis order (each index drives one
     conv and, from index 1 on, the ToRGB of the block before; the last drives only the final ToRGB)."""
     chosen = set(indices)
-    return [slot.name for slot in G.cfg.layout() if slot.w_index in chosen and (train_torgb or slot.role == "conv")]
+    return [slot.name for slot in G.cfg.layout()
+            if slot.w_index in chosen and (slot.role == "conv" or (train_torgb and slot.role == "torgb"))]
 
 
 @register_strategy("adaptive")

@@ -193,6 +193,9 @@ def _load(path: Path) -> tuple[GeneratorConfig, dict[str, torch.Tensor]]:
 
 
 def _save(G: Generator, path: Path) -> None:
+    if getattr(G, "family", "stylegan2") != "stylegan2":
+        raise CheckpointError(f"{path}: rosinality's .pt format holds StyleGAN2 generators only (this one is "
+                              f"{G.family}): save it as native .safetensors")
     cfg = G.cfg
     if cfg.img_channels != 3 or tuple(cfg.resample_filter) != (1, 3, 3, 1):
         raise CheckpointError(

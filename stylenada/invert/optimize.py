@@ -119,7 +119,7 @@ def project(images: torch.Tensor, G: Generator, cfg: ProjectConfig = ProjectConf
     gen = torch.Generator().manual_seed(cfg.seed)
     noise = None
     params = [w_opt]
-    if cfg.optimize_noise:
+    if cfg.optimize_noise and _noise_shapes(G):  # a generator without noise inputs (StyleGAN3) fits codes only
         noise = [torch.randn(n, 1, r, r, generator=gen).to(device).requires_grad_(True) for r in _noise_shapes(G)]
         params += noise
     opt = torch.optim.Adam(params, betas=(0.9, 0.999), lr=cfg.lr)

@@ -27,7 +27,7 @@ NOISE_MODES = ("random", "const", "none")  # per-pixel noise: fresh each call, t
 class LayoutSlot(Protocol):
     name: str  # a synthesis layer, e.g. "b8.conv0"
     w_index: int  # the W+ entry that drives it
-    role: str  # "conv" or "torgb"
+    role: str  # "conv", "torgb", or "input" (StyleGAN3's Fourier features, driven by entry 0)
     resolution: int
 
 

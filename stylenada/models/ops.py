@@ -1,9 +1,11 @@
-"""Pure-PyTorch building blocks of StyleGAN2: FIR resampling, bias+activation, modulated convolution.
+"""Pure-PyTorch building blocks of StyleGAN2 and StyleGAN3: FIR resampling, bias+activation, modulated
+convolution, and StyleGAN3's filtered leaky ReLU.
 
 Everything here runs on CPU and GPU alike and needs no compiled extension. The maths follows the
 StyleGAN2 paper (Karras et al., 2020): equalised learning rate (weights stored at unit variance and
 scaled at run time), weight (de)modulation, and [1, 3, 3, 1] low-pass filtering around every change of
-resolution.
+resolution; and the StyleGAN3 paper (Karras et al., 2021, "Alias-Free GANs"): the nonlinearity is applied
+at a higher sampling rate, between an upsampling and a downsampling low-pass filter.
 """
 
 from __future__ import annotations
@@ -33,16 +35,18 @@ def _fir_1d(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
 
 def upfirdn2d(
     x: torch.Tensor,
-    f: torch.Tensor,
+    f: torch.Tensor | None,
     up: int = 1,
     down: int = 1,
     pad: tuple[int, int] = (0, 0),
     gain: float = 1.0,
 ) -> torch.Tensor:
-    """Upsample by zero insertion, pad, filter with the separable FIR ``f``, downsample by striding.
+    """Upsample by zero insertion, pad, filter with the FIR ``f``, downsample by striding.
 
-    ``pad`` = (before, after) applies to both axes (negative values crop). The filter is applied as a
-    true convolution, scaled by ``gain`` (``up**2`` keeps the signal's mean when upsampling).
+    ``f`` is separable 1-D taps (the 2-D filter is their outer product), a non-separable 2-D filter
+    [taps, taps], or None (no filtering: a 1x1 identity). ``pad`` = (before, after) applies to both axes
+    (negative values crop). The filter is applied as a true convolution, scaled by ``gain`` (``up**2``
+    keeps the signal's mean when upsampling).
     """
     n, c, h, w = x.shape
     if up > 1:
@@ -53,10 +57,15 @@ def upfirdn2d(
     x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
     if min(p0, p1) < 0:
         x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
-    # Separable: the gain is split evenly between the two passes.
-    g = math.sqrt(gain)
-    x = _fir_1d(x, f * g, dim=2)
-    x = _fir_1d(x, f * g, dim=3)
+    if f is None:
+        x = x * gain if gain != 1 else x
+    elif f.ndim == 2:
+        k = (f * gain).flip([0, 1]).to(x.dtype)
+        x = F.conv2d(x, k.expand(c, 1, *k.shape), groups=c)
+    else:  # separable: the gain is split evenly between the two passes
+        g = math.sqrt(gain)
+        x = _fir_1d(x, f * g, dim=2)
+        x = _fir_1d(x, f * g, dim=3)
     if down > 1:
         x = x[:, :, ::down, ::down]
     return x
@@ -156,3 +165,33 @@ def modulated_conv2d(
         p1 = padding + (fw - up) // 2 - (kw - up)
         y = upfirdn2d(y, resample_filter, pad=(p0, p1), gain=up**2)
     return y
+
+
+def filtered_lrelu(
+    x: torch.Tensor,
+    fu: torch.Tensor | None,
+    fd: torch.Tensor | None,
+    b: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+    gain: float = LRELU_GAIN,
+    slope: float = 0.2,
+    clamp: float | None = None,
+) -> torch.Tensor:
+    """StyleGAN3's alias-free nonlinearity: add the bias, upsample ``up``x with the low-pass ``fu`` (padding
+    ``pad`` on the upsampled grid), leaky ReLU (``slope``) scaled by ``gain`` and clamped to +-``clamp``,
+    then low-pass with ``fd`` and keep every ``down``-th sample. Filters as in :func:`upfirdn2d`.
+
+    Equals NVIDIA's ``filtered_lrelu`` (its reference path, which the CUDA kernel fuses); ``slope=1,
+    gain=1`` is the linear case of the ToRGB layer.
+    """
+    x = x + b.to(x.dtype).view(1, -1, 1, 1)
+    x = upfirdn2d(x, fu, up=up, pad=pad, gain=up**2)
+    if slope != 1:
+        x = F.leaky_relu(x, slope)
+    if gain != 1:
+        x = x * gain
+    if clamp is not None:
+        x = x.clamp(-clamp, clamp)
+    return upfirdn2d(x, fd, down=down)

@@ -1,4 +1,4 @@
-"""Train the shapes world's tiny StyleGAN2 with the project's own networks.
+"""Train the shapes world's tiny StyleGAN2 (or StyleGAN3, ``--family stylegan3``) with the project's own networks.
 
 StyleGAN2's recipe at small scale: non-saturating logistic loss, lazy R1 regularisation of D, an
 exponential moving average of G's weights (``G_ema``, the one that is shipped), Adam with betas
@@ -38,12 +38,17 @@ from ..models import (
     mix_styles,
     normalize_2nd_moment,
 )
+from ..models.family import family_for_config
 from ..utils.scripts import config_parser, log_record, write_log
 from .render import ATTRIBUTE_COORDINATES, DOMAINS, Domain, attributes_from_uniform, domain_sampler, render
 
 
 @dataclass
 class GanTrainConfig:
+    family: str = "stylegan2"  # or 'stylegan3' (config T; --sg3-config R) with --num-layers synthesis layers
+    sg3_config: str = "T"
+    num_layers: int = 6  # StyleGAN3 only: synthesis layers between the Fourier input and the ToRGB
+    margin_size: int = 4  # StyleGAN3 only: pixels computed outside the image on each side (NVIDIA: 10)
     resolution: int = 32
     z_dim: int = 128
     w_dim: int = 128
@@ -103,6 +108,20 @@ def distill_targets(z: torch.Tensor, domain: Domain, resolution: int) -> torch.T
     return render(attributes_from_uniform(u, domain), resolution)
 
 
+def generator_config(cfg: GanTrainConfig):
+    """The generator's config: StyleGAN2 with the given channels, or StyleGAN3 config T / R."""
+    common = dict(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim, mapping_layers=cfg.mapping_layers,
+                  mapping_lr_mul=cfg.mapping_lr_mul, channel_base=cfg.channel_base, channel_max=cfg.channel_max)
+    if cfg.family == "stylegan2":
+        return GeneratorConfig(**common)
+    if cfg.family == "stylegan3":
+        from ..models.stylegan3 import StyleGAN3Config
+
+        r = dict(conv_kernel=1, use_radial_filters=True) if cfg.sg3_config.upper() == "R" else {}
+        return StyleGAN3Config(**common, num_layers=cfg.num_layers, margin_size=cfg.margin_size, **r)
+    raise StylenadaError(f"unknown generator family {cfg.family!r}: stylegan2 or stylegan3")
+
+
 def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator], torch.Tensor] | None = None,
               out: str | Path | None = None, progress: bool = True,
               resume: bool = False) -> tuple[Generator, list[dict]]:
@@ -119,10 +138,7 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         raise StylenadaError(f"unknown domain {cfg.domain!r}: choose one of {', '.join(DOMAINS)}")
     if sample_real is None:
         sample_real = domain_sampler(cfg.domain, cfg.resolution)
-    gcfg = GeneratorConfig(resolution=cfg.resolution, z_dim=cfg.z_dim, w_dim=cfg.w_dim,
-                           mapping_layers=cfg.mapping_layers, mapping_lr_mul=cfg.mapping_lr_mul,
-                           channel_base=cfg.channel_base,
-                           channel_max=cfg.channel_max)
+    gcfg = generator_config(cfg)
     dcfg = DiscriminatorConfig(resolution=cfg.resolution, channel_base=cfg.d_channel_base,
                                channel_max=cfg.d_channel_max)
     domain = DOMAINS[cfg.domain]
@@ -131,7 +147,8 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
         raise StylenadaError("--distill-warmup trains on the distillation term alone: give --distill > 0 too")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise StylenadaError("--device cuda, but no CUDA GPU is visible: train on --device cpu or on a GPU machine")
-    G, D = Generator(gcfg).to(device), Discriminator(dcfg).to(device)
+    G, D = family_for_config(gcfg).build(gcfg).to(device), Discriminator(dcfg).to(device)
+    sg3 = G.family == "stylegan3"
     G_ema = copy.deepcopy(G).eval()
     _requires_grad(G_ema, False)
     # Lazy regularisation: D is regularised every r1_every steps, so its Adam settings are corrected.
@@ -156,8 +173,9 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
     # During the warm-up G draws through its last ToRGB only (the others zero and frozen), as a StyleGAN2
     # trained adversarially ends up doing; regressing the renders otherwise paints the objects' colour in
     # the 4 and 8 px ToRGBs, a blur that later adaptation can only recolour as a haze.
-    coarse_rgb = [p for b in G.synthesis.blocks()[:-1] for p in b.torgb.parameters()]
-    if start < cfg.distill_warmup:
+    # (StyleGAN3 has one ToRGB only.)
+    coarse_rgb = [] if sg3 else [p for b in G.synthesis.blocks()[:-1] for p in b.torgb.parameters()]
+    if start < cfg.distill_warmup and not sg3:
         with torch.no_grad():
             for m in (G, G_ema):
                 for b in m.synthesis.blocks()[:-1]:
@@ -207,8 +225,9 @@ def train_gan(cfg: GanTrainConfig, sample_real: Callable[[int, torch.Generator],
             _requires_grad(G, False)
             _requires_grad(D, True)
             real = sample_real(cfg.batch, rng).to(device)
-            with torch.no_grad():
-                fake = G.synthesis(sample_ws(cfg.batch, cfg.mixing)[1], noise_mode="random")
+            with torch.no_grad():  # StyleGAN3 tracks its layers' input magnitudes here, as NVIDIA's loss does
+                fake = G.synthesis(sample_ws(cfg.batch, cfg.mixing)[1], noise_mode="random",
+                                   **({"update_emas": True} if sg3 else {}))
             d_loss = F.softplus(D(fake)).mean() + F.softplus(-D(real)).mean()
             opt_d.zero_grad(set_to_none=True)
             d_loss.backward()
