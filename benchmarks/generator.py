@@ -1,13 +1,15 @@
 """Generator speed and memory: forward and forward+backward time per image, and peak memory.
 
-Random-weight StyleGAN2 generators (config F, channel multiplier 2) at the given resolutions and batch
-sizes, on CPU (and CUDA when available). Each configuration runs in its own subprocess so that its
-peak memory is its own. Results: printed, and written to benchmarks/results/generator-<device>-<precision>.json
-(generator-<device>-<precision>-modconv.json for a comparison of the modulated-conv forms).
+Random-weight generators (StyleGAN2 config F, channel multiplier 2; StyleGAN3 T or R with ``--family``)
+at the given resolutions and batch sizes, on CPU (and CUDA when available). Each configuration runs in
+its own subprocess so that its peak memory is its own. Results: printed, and written to
+benchmarks/results/generator-[<family>-]<device>-<precision>.json (...-modconv.json for a comparison of
+the modulated-conv forms).
 
     .venv/bin/python benchmarks/generator.py                      # 256 and 1024 px, batch 1, 2, 4
     .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --repeats 3
     .venv/bin/python benchmarks/generator.py --res 32 256 --batch 8 2 --modconv grouped scaled   # both forms
+    .venv/bin/python benchmarks/generator.py --family stylegan3 --res 256 --batch 1 --repeats 1   # StyleGAN3 T
 """
 
 from __future__ import annotations
@@ -24,11 +26,11 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(res: int, batch: int, device: str, repeats: int, precision: str, modconv: str | None = None) -> dict:
+def measure(res: int, batch: int, device: str, repeats: int, precision: str, modconv: str | None = None,
+            family: str = "stylegan2") -> dict:
     import torch
 
     from stylenada.models import ops
-    from stylenada.models.stylegan2 import Generator, GeneratorConfig
     from stylenada.utils.runtime import keep_freed_memory
 
     if modconv is not None:
@@ -37,7 +39,7 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str, mod
     if device == "cpu":
         keep_freed_memory()
     torch.manual_seed(0)
-    G = Generator(GeneratorConfig.from_channel_multiplier(res, 2)).to(device)
+    G = random_generator(family, res).to(device)
     z = torch.randn(batch, G.z_dim, device=device)
     ctx = (torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
            if precision == "bf16" else torch.autocast(device_type="cpu", enabled=False))
@@ -61,7 +63,7 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str, mod
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    out = {"resolution": res, "batch": batch, "device": device, "precision": precision,
+    out = {"family": family, "resolution": res, "batch": batch, "device": device, "precision": precision,
            "modconv": ops.MODCONV_FORM[torch.device(device).type]}
     for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
         fn()  # warm-up
@@ -82,6 +84,17 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str, mod
     return out
 
 
+def random_generator(family: str, res: int):
+    """A random generator of the family at full size: StyleGAN2 config F, StyleGAN3 config T or R (NVIDIA's
+    channel counts); ``stylegan3-r`` names config R."""
+    from stylenada.models import FAMILIES
+
+    name, _, config = family.partition("-")
+    preset = FAMILIES[name].preset
+    cfg = preset(res, 2, config=config.upper()) if config else preset(res, 2)
+    return FAMILIES[name].build(cfg)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--res", type=int, nargs="+", default=[256, 1024])
@@ -91,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--modconv", nargs="+", choices=["grouped", "scaled"], default=[None],
                     help="modulated-conv forms to compare (default: the device's choice in models/ops.py)")
+    ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"],
+                    help="generator family (stylegan3: config T; stylegan3-r: config R)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one configuration
     args = ap.parse_args(argv)
 
@@ -98,7 +113,8 @@ def main(argv: list[str] | None = None) -> None:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.one:
-        print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision, args.modconv[0])))
+        print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision, args.modconv[0],
+                                 args.family)))
         return
     rows = []
     print(f"{'res':>5} {'batch':>5} {'modconv':>8} {'fwd s/img':>10} {'fwd+bwd s/img':>14} {'peak MB':>9}")
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         for batch in args.batch:
             for form in args.modconv:
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device",
-                       device, "--repeats", str(args.repeats), "--precision", args.precision]
+                       device, "--repeats", str(args.repeats), "--precision", args.precision, "--family", args.family]
                 cmd += ["--modconv", form] if form else []
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
                 r = json.loads(out)
@@ -116,7 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     forms = "-modconv" if args.modconv != [None] else ""  # a comparison of the forms keeps its own file
-    path = RESULTS / f"generator-{tag}-{args.precision}{forms}.json"
+    family = "" if args.family == "stylegan2" else f"{args.family}-"
+    path = RESULTS / f"generator-{family}{tag}-{args.precision}{forms}.json"
     from stylenada.utils.runtime import cpu_description
 
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),

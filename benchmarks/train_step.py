@@ -31,7 +31,8 @@ from pathlib import Path
 RESULTS = Path(__file__).parent / "results"
 
 
-def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int) -> dict:
+def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int,
+            family: str = "stylegan2") -> dict:
     import open_clip
     import torch
 
@@ -40,11 +41,13 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
     from stylenada.adapt.trainer import Trainer
     from stylenada.clip import ClipModel
     from stylenada.formats import save_generator
-    from stylenada.models.stylegan2 import Generator, GeneratorConfig
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from generator import random_generator  # the sibling benchmark's full-size random generators
 
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
-    gen = save_generator(Generator(GeneratorConfig.from_channel_multiplier(res, 2)), tmp / "g.safetensors")
+    gen = save_generator(random_generator(family, res), tmp / "g.safetensors")
     clip = ClipModel(open_clip.create_model("ViT-B-32"), open_clip.get_tokenizer("ViT-B-32"), name="ViT-B-32")
     clip = clip.to(device)
     cfg = TrainConfig(generator=str(gen), source="photo", target="sketch", out=str(tmp / "run"),
@@ -71,7 +74,8 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
         trainer.train_step()
         sync()
         times.append(time.perf_counter() - t)
-    out = {"resolution": res, "layers": layers, "k": k, "precision": precision, "batch": 2, "device": device,
+    out = {"family": family, "resolution": res, "layers": layers, "k": k, "precision": precision, "batch": 2,
+           "device": device,
            "seconds_per_step": statistics.median(times), "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -91,6 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     ap.add_argument("--k", type=int, default=None, help="layers chosen by adaptive strategies (default: num_ws)")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     if device == "cpu":
         keep_freed_memory()  # as `stylenada train` does
     if args.one:
-        r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup)
+        r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
+                    args.family)
         print(json.dumps(r))
         return
     rows = []
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         for precision in args.precision:
             for layers in args.layers:
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
-                       precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device]
+                       precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device,
+                       "--family", args.family]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -124,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
                       flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
-    path = RESULTS / f"train_step-{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}.json"
+    family = "" if args.family == "stylegan2" else f"{args.family}-"
+    path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}.json"
     from stylenada.utils.runtime import cpu_description
 
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),

@@ -264,3 +264,45 @@ def test_inversion_fits_codes_only(tiny_sg3):
         images = tiny_sg3(torch.randn(2, tiny_sg3.z_dim, generator=torch.Generator().manual_seed(1))).clamp(-1, 1)
     result = project(images, tiny_sg3, ProjectConfig(steps=4, optimize_noise=True, w_avg_samples=200), progress=False)
     assert result.noise is None and result.ws.shape == (2, 16, tiny_sg3.w_dim) and torch.isfinite(result.psnr).all()
+
+
+def test_nada_runs_end_to_end_on_stylegan3(tmp_path, random_clip):
+    """Every layer strategy trains a StyleGAN3 (and changes only what it selected); the run folder then goes
+    through evaluate, report, video and edit like a StyleGAN2 run."""
+    from conftest import save_test_clip
+
+    from stylenada.adapt.config import TrainConfig
+    from stylenada.adapt.layers import STRATEGIES, SelectionConfig
+    from stylenada.adapt.trainer import adapt
+    from stylenada.eval import evaluate
+    from stylenada.invert.edit import edit
+    from stylenada.viz.report import write_report
+    from stylenada.viz.video import latent_walk_video
+
+    torch.manual_seed(0)
+    G = randomize(Generator(StyleGAN3Config(resolution=32, z_dim=16, w_dim=16, channel_base=256, channel_max=16,
+                                            num_layers=4)))
+    path = save_generator(G, tmp_path / "sg3.safetensors")
+    spec = save_test_clip(random_clip, tmp_path)
+    late_layers = {slot.name for slot in G.cfg.layout()[-2:]}  # k = 2: the last conv and the ToRGB
+    runs = {}
+    for layers in STRATEGIES:
+        cfg = TrainConfig(generator=str(path), source="photo", target="sketch", out=str(tmp_path / layers), iters=2,
+                          batch=2, lr=0.01, layers=layers, clip=[spec], templates="single", sample_every=1,
+                          checkpoint_every=0, tensorboard=False, device="cpu",
+                          selection=SelectionConfig(k=2, w_batch=2))
+        runs[layers] = adapt(cfg, progress=False)
+        before, after = G.state_dict(), load_generator(runs[layers].generator_path).state_dict()
+        changed = {k.split(".")[1] for k in before
+                   if k.startswith("synthesis.") and not torch.equal(before[k], after[k])}
+        assert bool(changed) == (layers != "none"), (layers, changed)
+        if layers == "late":
+            assert changed == late_layers, changed
+    run = runs["adaptive"].run_dir
+    result = evaluate(run, n=4, seed=0, device="cpu", faces=False)
+    assert result and "error" not in json.dumps(result).lower()
+    assert write_report(run).is_file()
+    adapted = runs["adaptive"].generator
+    assert latent_walk_video(G, [adapted], tmp_path / "walk.mp4", n_keyframes=2, frames_per_transition=2) == 4
+    rows = edit(torch.zeros(3, 32, 32), [G, adapted], steps=3, align=False)
+    assert rows.shape == (3, 3, 32, 32) and torch.isfinite(rows).all()
