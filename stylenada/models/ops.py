@@ -25,12 +25,36 @@ def setup_filter(taps: tuple[int, ...] | list[int]) -> torch.Tensor:
     return f / f.sum()
 
 
-def _fir_1d(x: torch.Tensor, f: torch.Tensor, dim: int) -> torch.Tensor:
-    """Depthwise true convolution (flipped taps) of NCHW ``x`` with 1-D taps ``f`` along H (dim=2) or W (3)."""
+def _fir_1d(x: torch.Tensor, f: torch.Tensor, dim: int, stride: int = 1) -> torch.Tensor:
+    """Depthwise true convolution (flipped taps) of NCHW ``x`` with 1-D taps ``f`` along H (dim=2) or W (3),
+    keeping every ``stride``-th output along that axis."""
     c = x.shape[1]
     k = f.flip(0).to(x.dtype)
     w = k.view(1, 1, -1, 1) if dim == 2 else k.view(1, 1, 1, -1)
-    return F.conv2d(x, w.expand(c, 1, *w.shape[2:]), groups=c)
+    return F.conv2d(x, w.expand(c, 1, *w.shape[2:]), stride=(stride, 1) if dim == 2 else (1, stride), groups=c)
+
+
+def _zero_insert(x: torch.Tensor, up: int, dims: tuple[int, ...]) -> torch.Tensor:
+    """Upsample ``up``x along H (2) and/or W (3) by inserting ``up - 1`` zeros after every sample."""
+    n, c, h, w = x.shape
+    uh, uw = (up if 2 in dims else 1), (up if 3 in dims else 1)
+    x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, uw - 1, 0, 0, 0, uh - 1])
+    return x.reshape(n, c, h * uh, w * uw)
+
+
+def _pad(x: torch.Tensor, pad: tuple[int, int], dims: tuple[int, ...]) -> torch.Tensor:
+    """Pad (negative values crop) ``pad`` = (before, after) along H (2) and/or W (3)."""
+    p0, p1 = pad
+    ph = [max(p0, 0), max(p1, 0)] if 2 in dims else [0, 0]
+    pw = [max(p0, 0), max(p1, 0)] if 3 in dims else [0, 0]
+    x = F.pad(x, pw + ph)
+    if min(p0, p1) < 0:
+        c0, c1 = max(-p0, 0), max(-p1, 0)
+        if 2 in dims:
+            x = x[:, :, c0 : x.shape[2] - c1]
+        if 3 in dims:
+            x = x[:, :, :, c0 : x.shape[3] - c1]
+    return x
 
 
 def upfirdn2d(
@@ -46,29 +70,22 @@ def upfirdn2d(
     ``f`` is separable 1-D taps (the 2-D filter is their outer product), a non-separable 2-D filter
     [taps, taps], or None (no filtering: a 1x1 identity). ``pad`` = (before, after) applies to both axes
     (negative values crop). The filter is applied as a true convolution, scaled by ``gain`` (``up**2``
-    keeps the signal's mean when upsampling).
+    keeps the signal's mean when upsampling). A separable filter runs one axis at a time (zeros inserted,
+    filtered and decimated along H before W is touched), and decimation is the convolution's stride:
+    the same sums, without computing the samples that are thrown away.
     """
-    n, c, h, w = x.shape
-    if up > 1:
-        x = x.reshape(n, c, h, 1, w, 1)
-        x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
-        x = x.reshape(n, c, h * up, w * up)
-    p0, p1 = pad
-    x = F.pad(x, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
-    if min(p0, p1) < 0:
-        x = x[:, :, max(-p0, 0) : x.shape[2] - max(-p1, 0), max(-p0, 0) : x.shape[3] - max(-p1, 0)]
+    if f is not None and f.ndim == 1:  # separable: the gain is split evenly between the two passes
+        g = math.sqrt(gain)
+        for dim in (2, 3):
+            x = _pad(_zero_insert(x, up, (dim,)) if up > 1 else x, pad, (dim,))
+            x = _fir_1d(x, f * g, dim=dim, stride=down)
+        return x
+    x = _pad(_zero_insert(x, up, (2, 3)) if up > 1 else x, pad, (2, 3))
     if f is None:
         x = x * gain if gain != 1 else x
-    elif f.ndim == 2:
-        k = (f * gain).flip([0, 1]).to(x.dtype)
-        x = F.conv2d(x, k.expand(c, 1, *k.shape), groups=c)
-    else:  # separable: the gain is split evenly between the two passes
-        g = math.sqrt(gain)
-        x = _fir_1d(x, f * g, dim=2)
-        x = _fir_1d(x, f * g, dim=3)
-    if down > 1:
-        x = x[:, :, ::down, ::down]
-    return x
+        return x[:, :, ::down, ::down] if down > 1 else x
+    k = (f * gain).flip([0, 1]).to(x.dtype)
+    return F.conv2d(x, k.expand(x.shape[1], 1, *k.shape), stride=down, groups=x.shape[1])
 
 
 def upsample2d(x: torch.Tensor, f: torch.Tensor, factor: int = 2) -> torch.Tensor:
