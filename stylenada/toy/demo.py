@@ -16,6 +16,7 @@ import torch
 from ..adapt.config import TrainConfig
 from ..adapt.layers import SelectionConfig
 from ..adapt.trainer import adapt, load_clip_models
+from ..errors import StylenadaError
 from ..formats import load_generator
 from ..utils.images import make_grid, save_image
 from ..utils.io import atomic_write_text
@@ -26,13 +27,17 @@ from .tasks import get_task, sample_images, task_metrics
 
 WEIGHTS = Path(__file__).parent / "weights"
 GENERATOR = WEIGHTS / "shapes_gan.safetensors"  # red filled shapes of four kinds on white
-GENERATORS = {"source": GENERATOR, "circles": WEIGHTS / "circles_gan.safetensors"}  # by source domain
+# The shipped generators, by family and source domain (the shape task adapts a circles-only generator).
+GENERATORS = {("stylegan2", "source"): GENERATOR, ("stylegan2", "circles"): WEIGHTS / "circles_gan.safetensors",
+              ("stylegan3", "source"): WEIGHTS / "shapes_gan_sg3.safetensors"}
+FAMILY_NAMES = {"sg2": "stylegan2", "sg3": "stylegan3", "stylegan2": "stylegan2", "stylegan3": "stylegan3"}
 TEACHERS = ["tiny-shapes", "tiny-shapes-rn"]  # the ensemble that trains (two architectures, two seeds)
 
 
 @dataclass
 class DemoConfig:
     task: str = "colour"  # colour | style | shape
+    family: str = "sg2"  # the shipped generator's family: sg2 (StyleGAN2) or sg3 (StyleGAN3 config T)
     layers: str = "all"  # the strategy study's best on the shapes world (docs/strategy-study.md)
     weighting: str = "fixed"
     iters: int = 100  # with lr 0.0045: the same figures as the strategy study's 150 steps at 0.003, in 2/3 the time
@@ -54,7 +59,14 @@ class DemoConfig:
     max_seconds: float = 0.0  # stop training after this much time (0: run every step)
 
     def source_generator(self) -> str:
-        return self.generator or str(GENERATORS[get_task(self.task).source_domain])
+        if self.generator:
+            return self.generator
+        family, domain = FAMILY_NAMES[self.family], get_task(self.task).source_domain
+        if (family, domain) not in GENERATORS:
+            shipped = ", ".join(f"{f} {d}" for f, d in GENERATORS)
+            raise StylenadaError(f"no {family} generator of the {domain!r} domain is shipped (the {self.task} task "
+                                 f"needs one); shipped: {shipped}")
+        return str(GENERATORS[family, domain])
 
 
 def free_run_dir(path: str | Path) -> Path:

@@ -93,6 +93,8 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 @cli.command("demo")
 @click.option("--task", type=click.Choice(list(TASKS)), default="colour", show_default=True,
               help="colour: red -> blue; style: filled -> outline; shape: circle -> square (circles generator).")
+@click.option("--family", type=click.Choice(["sg2", "sg3"]), default=None,
+              help="The shipped generator to adapt: sg2 (StyleGAN2) or sg3 (StyleGAN3 config T) [default: sg2].")
 @click.option("--layers", type=click.Choice(list(STRATEGIES)), default=None,
               help="Layer strategy (see `train --help`) [default: all].")
 @click.option("--weighting", type=click.Choice(list(WEIGHTINGS)), default=None, help="[default: fixed]")

@@ -197,15 +197,16 @@ def train_config(settings: UISettings, generator: str, clip: str, source: str, t
     return cfg
 
 
-def export_run(run_dir: str | Path, device: str = "cpu") -> tuple[Path, Path, Path]:
-    """The run's adapted generator (native), the same in rosinality ``.pt`` and its report, for download."""
+def export_run(run_dir: str | Path, device: str = "cpu") -> tuple[Path, Path | None, Path]:
+    """The run's adapted generator (native), the same in rosinality ``.pt`` (None for a family that format
+    cannot hold, e.g. StyleGAN3) and its report, for download."""
     from ..formats import load_generator, save_generator
     from ..viz.report import write_report
 
     run = RunDir.open(run_dir)
     native = adapted_generator_path(run.path)
-    pt = run.generator_pt
-    save_generator(load_generator(native), pt)
+    G = load_generator(native)
+    pt = save_generator(G, run.generator_pt) if G.family == "stylegan2" else None
     report = write_report(run.path, device=device)
     return native, pt, report
 
@@ -364,7 +365,10 @@ def build_app(settings: UISettings, worker: TrainingWorker | None = None):
                 if not run:
                     raise StylenadaError("no run to export: start one, or name a run folder")
                 native, pt, report = export_run(run, render_device)
-                return f"exported {native.name}, {pt.name} and {report.name}", str(native), str(pt), str(report)
+                names = ", ".join(p.name for p in (native, pt) if p is not None)
+                note = "" if pt else " (rosinality .pt holds StyleGAN2 only)"
+                return (f"exported {names} and {report.name}{note}", str(native), str(pt) if pt else None,
+                        str(report))
 
             start_btn.click(start, [generator, clip, source, target, target_files, layers, weighting, k, iters, lr,
                                     out], message)
