@@ -349,19 +349,21 @@ class SynthesisNetwork(nn.Module):
         return img
 
 
-class Generator(nn.Module):
-    """StyleGAN2 generator: ``G(z)`` = ``G.synthesis(G.mapping(z))``. Images are NCHW in about [-1, 1]."""
+class StyleGenerator(nn.Module):
+    """A mapping and a synthesis network: ``G(z)`` = ``G.synthesis(G.mapping(z))``, images NCHW in about
+    [-1, 1]. What StyleGAN2 and StyleGAN3 share; each names its ``family`` and ``synthesis_class``."""
 
-    family = "stylegan2"
+    family: str
+    synthesis_class: type[nn.Module]
 
-    def __init__(self, cfg: GeneratorConfig):
+    def __init__(self, cfg):
         super().__init__()
         self.cfg = cfg
         self.z_dim, self.w_dim, self.num_ws, self.resolution = cfg.z_dim, cfg.w_dim, cfg.num_ws, cfg.resolution
         self.img_channels = cfg.img_channels
         self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.num_ws, cfg.mapping_layers, cfg.mapping_lr_mul,
                                       cfg.w_avg_beta)
-        self.synthesis = SynthesisNetwork(cfg)
+        self.synthesis = self.synthesis_class(cfg)
 
     def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "const",
                 truncation_cutoff: int | None = None) -> torch.Tensor:
@@ -380,6 +382,13 @@ class Generator(nn.Module):
 
     def synthesis_parameters(self) -> list[nn.Parameter]:
         return list(self.synthesis.parameters())
+
+
+class Generator(StyleGenerator):
+    """StyleGAN2 generator (config F and its smaller variants)."""
+
+    family = "stylegan2"
+    synthesis_class = SynthesisNetwork
 
 
 # ----------------------------------------------------------------------------------------------------

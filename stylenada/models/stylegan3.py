@@ -30,7 +30,7 @@ from torch import nn
 
 from .family import NOISE_MODES, GeneratorFamily, register_family
 from .ops import LRELU_GAIN, filtered_lrelu, modulated_conv2d
-from .stylegan2 import FullyConnected, LayerSlot, MappingNetwork
+from .stylegan2 import FullyConnected, LayerSlot, StyleGenerator
 
 # Role of each synthesis parameter by its last name part (see SynthesisNetwork.parameter_role).
 PARAMETER_ROLES = {"weight": "weight", "bias": "bias"}
@@ -427,37 +427,11 @@ class SynthesisNetwork(nn.Module):
         return x * self.cfg.output_scale
 
 
-class Generator(nn.Module):
-    """StyleGAN3 generator: ``G(z)`` = ``G.synthesis(G.mapping(z))``. Images are NCHW in about [-1, 1]."""
+class Generator(StyleGenerator):
+    """StyleGAN3 generator (config T or R)."""
 
     family = "stylegan3"
-
-    def __init__(self, cfg: StyleGAN3Config):
-        super().__init__()
-        self.cfg = cfg
-        self.z_dim, self.w_dim, self.num_ws, self.resolution = cfg.z_dim, cfg.w_dim, cfg.num_ws, cfg.resolution
-        self.img_channels = cfg.img_channels
-        self.mapping = MappingNetwork(cfg.z_dim, cfg.w_dim, cfg.num_ws, cfg.mapping_layers, cfg.mapping_lr_mul,
-                                      cfg.w_avg_beta)
-        self.synthesis = SynthesisNetwork(cfg)
-
-    def forward(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "const",
-                truncation_cutoff: int | None = None) -> torch.Tensor:
-        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode=noise_mode)
-
-    @property
-    def w_avg(self) -> torch.Tensor:
-        return self.mapping.w_avg
-
-    @torch.no_grad()
-    def estimate_w_avg(self, n: int = 4096, seed: int = 0) -> torch.Tensor:
-        """Mean of w over ``n`` seeded z (for checkpoints that store no average)."""
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.z_dim, generator=gen).to(self.w_avg.device)
-        return self.mapping(z)[:, 0].mean(dim=0)
-
-    def synthesis_parameters(self) -> list[nn.Parameter]:
-        return list(self.synthesis.parameters())
+    synthesis_class = SynthesisNetwork
 
 
 STYLEGAN3 = register_family(GeneratorFamily(
