@@ -11,6 +11,8 @@ and checkpoints record its name (native metadata ``family``) so that loading bui
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -64,6 +66,51 @@ class Generator(Protocol):
     synthesis: Synthesis
 
     def __call__(self, z: torch.Tensor, truncation_psi: float = 1.0, noise_mode: str = "const") -> torch.Tensor: ...
+
+
+def check_config_keys(config_class: type, d: dict) -> None:
+    """ValueError naming the keys of ``d`` that are not fields of the config dataclass."""
+    unknown = set(d) - {f.name for f in dataclasses.fields(config_class)}
+    if unknown:
+        raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+
+
+class FieldChecks:
+    """Checks of a config's fields, each raising ValueError naming the field (a checkpoint's metadata is
+    untrusted input, and bounds keep a corrupt file from building a network of absurd size)."""
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    def integer(self, name: str, lo: int, hi: int) -> int:
+        v = getattr(self.cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r:.40}")
+        return v
+
+    def real(self, name: str, lo: float, hi: float, value: Any = None) -> float:
+        v = getattr(self.cfg, name) if value is None else value
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {v!r:.40}")
+        return float(v)
+
+    def style_network(self) -> int:
+        """The fields every StyleGAN config has (resolution, latent sizes, mapping, channels, clamp); returns
+        the resolution."""
+        res = self.integer("resolution", 8, 4096)
+        if res & (res - 1):
+            raise ValueError(f"resolution must be a power of two, got {res}")
+        self.integer("z_dim", 1, 8192)
+        self.integer("w_dim", 1, 8192)
+        self.integer("mapping_layers", 1, 64)
+        self.real("mapping_lr_mul", 1e-6, 1e3)
+        self.real("w_avg_beta", 0.0, 1.0)
+        self.integer("img_channels", 1, 4)
+        self.integer("channel_base", 1, 1 << 26)
+        self.integer("channel_max", 1, 8192)
+        if self.cfg.conv_clamp is not None:
+            self.real("conv_clamp", 1e-6, 1e9)
+        return res
 
 
 @dataclass(frozen=True)
@@ -125,5 +172,5 @@ def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: int) -> torch.Tensor
     return out
 
 
-__all__ = ["FAMILIES", "NOISE_MODES", "Generator", "GeneratorFamily", "LayoutSlot", "family_for_config", "family_of",
-           "get_family", "mix_styles", "register_family"]
+__all__ = ["FAMILIES", "NOISE_MODES", "FieldChecks", "Generator", "GeneratorFamily", "LayoutSlot", "check_config_keys",
+           "family_for_config", "family_of", "get_family", "mix_styles", "register_family"]

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .family import NOISE_MODES, GeneratorFamily, mix_styles, register_family
+from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, mix_styles, register_family
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 
@@ -65,39 +65,17 @@ class GeneratorConfig:
         """Every field typed and in a sane range (a checkpoint's metadata is untrusted input): ValueError
         naming the field otherwise. Bounds keep a corrupt file from building a network of absurd size."""
 
-        def integer(name: str, lo: int, hi: int) -> int:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r:.40}")
-            return v
-
-        def real(name: str, lo: float, hi: float, v=None) -> float:
-            v = getattr(self, name) if v is None else v
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {v!r:.40}")
-            return float(v)
-
-        res = integer("resolution", 8, 4096)
-        if res & (res - 1):
-            raise ValueError(f"resolution must be a power of two, got {res}")
-        integer("z_dim", 1, 8192)
-        integer("w_dim", 1, 8192)
-        integer("mapping_layers", 1, 64)
-        real("mapping_lr_mul", 1e-6, 1e3)
-        integer("channel_max", 1, 8192)
-        if integer("channel_base", 1, 1 << 26) < res:
+        check = FieldChecks(self)
+        res = check.style_network()
+        if self.channel_base < res:
             raise ValueError(f"channel_base {self.channel_base} leaves no channels at {res} px (needs >= {res})")
-        integer("img_channels", 1, 4)
-        if self.conv_clamp is not None:
-            real("conv_clamp", 1e-6, 1e9)
         f = self.resample_filter
         if not isinstance(f, (tuple, list)) or not 1 <= len(f) <= 16:
             raise ValueError(f"resample_filter must be a list of 1 to 16 numbers, got {f!r:.40}")
         for x in f:
-            real("resample_filter", -1e6, 1e6, x)
+            check.real("resample_filter", -1e6, 1e6, x)
         if abs(sum(f)) < 1e-6:
             raise ValueError(f"resample_filter must not sum to zero, got {list(f)!r:.60}")
-        real("w_avg_beta", 0.0, 1.0)
 
     @classmethod
     def from_channel_multiplier(cls, resolution: int, channel_multiplier: int = 2, **kw) -> GeneratorConfig:
@@ -148,10 +126,7 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> GeneratorConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         d = dict(d)
         if isinstance(d.get("resample_filter"), list):
             d["resample_filter"] = tuple(d["resample_filter"])

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .family import NOISE_MODES, GeneratorFamily, register_family
+from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, register_family
 from .ops import LRELU_GAIN, filtered_lrelu, modulated_conv2d
 from .stylegan2 import FullyConnected, LayerSlot, StyleGenerator
 
@@ -95,29 +95,9 @@ class StyleGAN3Config:
         """Every field typed and in a sane range (a checkpoint's metadata is untrusted input), and the layer
         geometry consistent: ValueError naming the field otherwise."""
 
-        def integer(name: str, lo: int, hi: int) -> int:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {v!r:.40}")
-            return v
-
-        def real(name: str, lo: float, hi: float) -> float:
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
-                raise ValueError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {v!r:.40}")
-            return float(v)
-
-        res = integer("resolution", 8, 4096)
-        if res & (res - 1):
-            raise ValueError(f"resolution must be a power of two, got {res}")
-        integer("z_dim", 1, 8192)
-        integer("w_dim", 1, 8192)
-        integer("mapping_layers", 1, 64)
-        real("mapping_lr_mul", 1e-6, 1e3)
-        real("w_avg_beta", 0.0, 1.0)
-        integer("img_channels", 1, 4)
-        integer("channel_base", 1, 1 << 26)
-        integer("channel_max", 1, 8192)
+        check = FieldChecks(self)
+        res = check.style_network()
+        integer, real = check.integer, check.real
         n = integer("num_layers", 1, 64)
         integer("num_critical", 0, n - 1)
         real("first_cutoff", 1e-3, res / 2)
@@ -130,8 +110,6 @@ class StyleGAN3Config:
         integer("lrelu_upsampling", 1, 8)
         if not isinstance(self.use_radial_filters, bool):
             raise ValueError(f"use_radial_filters must be true or false, got {self.use_radial_filters!r:.40}")
-        if self.conv_clamp is not None:
-            real("conv_clamp", 1e-6, 1e9)
         real("magnitude_ema_beta", 0.0, 1.0)
         specs = self.layer_specs()
         if specs[0].in_sampling_rate / 2 <= self.first_cutoff:
@@ -224,10 +202,7 @@ class StyleGAN3Config:
 
     @classmethod
     def from_dict(cls, d: dict) -> StyleGAN3Config:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - fields
-        if unknown:
-            raise ValueError(f"unknown generator config keys: {sorted(unknown)}")
+        check_config_keys(cls, d)
         return cls(**d)
 
 
