@@ -259,6 +259,13 @@ def test_ui_in_a_browser(ui_server, chromium_browser, tmp_path):
 
     expected = "no face found" if dlib_ready() is None else "dlib"
     assert "Error:" in message and expected in message, message
+    # A file that is not an image: one message saying so.
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("not a photo")
+    page.locator("#edit-photo").get_by_role("button", name=re.compile("clear", re.I)).first.click()
+    page.set_input_files("#edit-photo input[type=file]", str(not_image))
+    page.click("#edit-run")
+    wait_for(lambda: "not an image file" in page.inner_text("#edit-message"), 60, "the not-an-image message")
     # A shapes-world picture taken as aligned: inverted into the source, rendered by the adapted generator.
     with torch.no_grad():
         G_source = load_generator(RunDir(run_dir).source_generator())
