@@ -73,6 +73,8 @@ def test_run_names_lists_and_tables(tmp_path):
     assert find_runs(tmp_path) == [str(tmp_path / "run-1")]
     table = loss_table([{"step": 0, "loss/clip": 1.0, "loss/l2": 0.0, "selection": {}}, {"step": 1, "loss/clip": 0.5}])
     assert sorted(set(table["term"])) == ["clip", "l2"] and len(table) == 3
+    seeded = loss_table([], ("clip", "total"))
+    assert list(seeded["term"]) == ["clip", "total"] and seeded["value"].isna().all()
     assert 'value="3" max="4"' in progress_html(RunStatus("running", tmp_path, 3, 4))
 
 

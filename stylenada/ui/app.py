@@ -91,14 +91,16 @@ def newest_sample(run_dir: Path | None) -> Path | None:
     return steps[-1] if steps else None
 
 
-def loss_table(records: list[dict]):
-    """Loss terms per step in long form (step, value, term), for the live plot."""
+def loss_table(records: list[dict], terms: tuple[str, ...] = ()):
+    """Loss terms per step in long form (step, value, term), for the live plot. ``terms`` get a row without
+    a value at step 0: the plot takes its series (colours, legend) from the first table it is given."""
     import pandas as pd
 
-    rows = [(r["step"], v, k[len("loss/"):]) for r in records for k, v in r.items()
-            if k.startswith("loss/") and isinstance(v, float)]
-    table = pd.DataFrame(rows or [(0, 0.0, "total")], columns=["step", "value", "term"])
-    return table.astype({"term": object})  # categories by colour (the plot takes pandas' text dtype as one series)
+    rows = [(0, float("nan"), term) for term in terms]
+    rows += [(r["step"], v, k[len("loss/"):]) for r in records for k, v in r.items()
+             if k.startswith("loss/") and isinstance(v, float)]
+    table = pd.DataFrame(rows, columns=["step", "value", "term"])
+    return table.astype({"term": object})  # text as categories (pandas' own text dtype plots as one series)
 
 
 def progress_html(status: RunStatus) -> str:
@@ -282,6 +284,7 @@ def build_app(settings: UISettings, worker: TrainingWorker | None = None):
     options = choices()
     runs_root = settings.runs
     render_device = "cpu"
+    plot_terms = ("clip", "l2", *[t for t in base.loss_weights() if t not in ("clip", "l2")], "total")
 
     def listed_runs() -> list[str]:
         return find_runs(runs_root, *settings.extra_runs)
@@ -328,7 +331,8 @@ def build_app(settings: UISettings, worker: TrainingWorker | None = None):
                     progress = gr.HTML(progress_html(worker.status()))
                     grid = gr.Image(label="Samples: frozen (top row), adapted (bottom row)", type="filepath",
                                     interactive=False, elem_id="sample-grid", height=220)
-                    curves = gr.LinePlot(loss_table([]), x="step", y="value", color="term", label="Loss terms",
+                    curves = gr.LinePlot(loss_table([], plot_terms), x="step", y="value", color="term",
+                                         label="Loss terms",
                                          elem_id="loss-curves", height=240)
                     export_btn = gr.Button("Export generator and report", elem_id="export")
                     with gr.Row():
@@ -357,7 +361,7 @@ def build_app(settings: UISettings, worker: TrainingWorker | None = None):
                     return status_markdown(st), progress_html(st), gr.skip(), gr.skip(), last
                 records = RunDir(st.run_dir).records() if st.run_dir else []
                 image = str(sample) if sample else None
-                return status_markdown(st), progress_html(st), image, loss_table(records), key
+                return status_markdown(st), progress_html(st), image, loss_table(records, plot_terms), key
 
             @guarded
             def export(out_):
