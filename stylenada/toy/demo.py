@@ -31,6 +31,9 @@ GENERATOR = WEIGHTS / "shapes_gan.safetensors"  # red filled shapes of four kind
 GENERATORS = {("stylegan2", "source"): GENERATOR, ("stylegan2", "circles"): WEIGHTS / "circles_gan.safetensors",
               ("stylegan3", "source"): WEIGHTS / "shapes_gan_sg3.safetensors"}
 FAMILY_NAMES = {"sg2": "stylegan2", "sg3": "stylegan3", "stylegan2": "stylegan2", "stylegan3": "stylegan3"}
+# The demo's settings for the StyleGAN3 (options the command line does not give): its colour lives in the one
+# ToRGB, and training more than that layer blurs the shapes (docs/benchmarks.md, "StyleGAN3 in the shapes world").
+FAMILY_DEFAULTS = {"sg3": {"layers": "late", "k": 1, "lr": 0.05, "lambda_l2": 0.0}}
 TEACHERS = ["tiny-shapes", "tiny-shapes-rn"]  # the ensemble that trains (two architectures, two seeds)
 
 

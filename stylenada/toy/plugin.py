@@ -114,9 +114,10 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 @user_errors
 def demo(task: str, out: Path, **options) -> None:
     """Adapt a shipped shapes-world generator on the CPU and report known-answer metrics."""
-    from .demo import DemoConfig, run_demo
+    from .demo import FAMILY_DEFAULTS, DemoConfig, run_demo
 
     given = {k: v for k, v in options.items() if v is not None and v != ()}
+    given = {**FAMILY_DEFAULTS.get(given.get("family", "sg2"), {}), **given}
     if "lambdas" in given:
         given["lambdas"] = parse_lambdas(given["lambdas"])
     cfg = DemoConfig(task=task, out=str(out), **given)
