@@ -24,7 +24,6 @@ pytest.importorskip("gradio", reason="the [ui] extra (gradio) is not installed")
 from stylenada.ui.app import (  # noqa: E402
     UISettings,
     find_runs,
-    free_run_name,
     loss_table,
     progress_html,
     train_config,
@@ -66,8 +65,12 @@ def test_walk_point_visits_the_keyframes_in_order():
 
 
 def test_run_names_lists_and_tables(tmp_path):
+    from stylenada.utils.rundir import free_run_dir
+
+    assert free_run_dir(tmp_path / "run") == tmp_path / "run"
+    (tmp_path / "run").mkdir()
     (tmp_path / "run-1").mkdir()
-    assert free_run_name(tmp_path) == tmp_path / "run-2"
+    assert free_run_dir(tmp_path / "run") == tmp_path / "run-2"
     assert find_runs(tmp_path, tmp_path / "missing") == []
     (tmp_path / "run-1" / "config.json").write_text("{}")
     assert find_runs(tmp_path) == [str(tmp_path / "run-1")]

@@ -20,7 +20,7 @@ from ..errors import StylenadaError
 from ..formats import load_generator
 from ..utils.images import make_grid, save_image
 from ..utils.io import atomic_write_text
-from ..utils.rundir import RunDir
+from ..utils.rundir import RunDir, free_run_dir
 from ..viz.curves import load_records, plot_overview
 from .reader import load_reader
 from .tasks import get_task, sample_images, task_metrics
@@ -70,17 +70,6 @@ class DemoConfig:
             raise StylenadaError(f"no {family} generator of the {domain!r} domain is shipped (the {self.task} task "
                                  f"needs one); shipped: {shipped}")
         return str(GENERATORS[family, domain])
-
-
-def free_run_dir(path: str | Path) -> Path:
-    """``path`` if it does not exist yet, else the first free ``path-1``, ``path-2``, ..."""
-    path = Path(path)
-    if not path.exists():
-        return path
-    i = 1
-    while Path(f"{path}-{i}").exists():
-        i += 1
-    return Path(f"{path}-{i}")
 
 
 def save_training_curves(metrics_jsonl: Path, out: Path) -> Path:

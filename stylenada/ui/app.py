@@ -23,7 +23,7 @@ import torch
 
 from ..adapt.config import PRESETS, TrainConfig, choices, preset
 from ..errors import StylenadaError
-from ..utils.rundir import RunDir
+from ..utils.rundir import RunDir, free_run_dir
 from .worker import RunStatus, TrainingWorker
 
 ALIGN_CHOICES = {"face (dlib alignment)": True, "already aligned (centre crop)": False}
@@ -64,14 +64,6 @@ class UISettings:
 
 
 # --- pure helpers (tested without a browser) ------------------------------------------------------------
-
-
-def free_run_name(runs: Path, stem: str = "run") -> Path:
-    """The first ``runs/stem-N`` that holds no run yet."""
-    i = 1
-    while (runs / f"{stem}-{i}").exists():
-        i += 1
-    return runs / f"{stem}-{i}"
 
 
 def find_runs(*roots: Path) -> list[str]:
@@ -320,7 +312,8 @@ def build_app(settings: UISettings, worker: TrainingWorker | None = None):
                         k = gr.Number(value=base.selection.k, label="k (W+ entries)", precision=0)
                         iters = gr.Number(value=base.iters, label="Steps", precision=0, elem_id="steps")
                         lr = gr.Number(value=base.lr, label="Learning rate")
-                    out = gr.Textbox(label="Run folder", value=str(free_run_name(runs_root)), elem_id="run-folder")
+                    out = gr.Textbox(label="Run folder", value=str(free_run_dir(runs_root / "run")),
+                                     elem_id="run-folder")
                     with gr.Row():
                         start_btn = gr.Button("Start", variant="primary", elem_id="start")
                         stop_btn = gr.Button("Stop", variant="stop", elem_id="stop")

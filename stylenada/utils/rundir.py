@@ -137,4 +137,15 @@ class RunDir:
         return self.load_config()["generator"]
 
 
-__all__ = ["RunDir"]
+def free_run_dir(path: str | Path) -> Path:
+    """``path`` if it does not exist yet, else the first free ``path-1``, ``path-2``, ..."""
+    path = Path(path)
+    if not path.exists():
+        return path
+    i = 1
+    while Path(f"{path}-{i}").exists():
+        i += 1
+    return Path(f"{path}-{i}")
+
+
+__all__ = ["RunDir", "free_run_dir"]
