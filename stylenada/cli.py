@@ -475,17 +475,6 @@ def video(run_dirs: tuple[Path, ...], kind: str, out: Path | None, frames: int, 
     click.echo(f"wrote {out} ({n} frames at {fps:g} fps)")
 
 
-def require_extra(module: str, extra: str, what: str):
-    """Import an optional dependency, or one line naming the extra that installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise StylenadaError(f"{what} needs {module}, which is not installed: pip install 'stylenada[{extra}]'"
-                             ) from None
-
-
 @cli.command()
 @click.argument("generator", required=False, type=click.Path(path_type=Path))
 @click.option("--clip", "clip_specs", multiple=True, help="CLIP model(s) to offer [default: the preset's or "
@@ -501,6 +490,8 @@ def ui(generator: Path | None, clip_specs: tuple[str, ...], runs: Path, host: st
        device: str) -> None:
     """A browser UI: adapt (live samples and curves, stop/resume, downloads), edit photos, explore runs. Without
     GENERATOR it opens on the shapes world."""
+    from .utils.runtime import require_extra
+
     require_extra("gradio", "ui", "stylenada ui")
     from .ui.app import UISettings, launch
 

@@ -37,8 +37,8 @@ from .clip.models import parse_clip_spec
 from .errors import StylenadaError, first_line
 from .utils.io import atomic_write_text
 from .utils.rundir import RunDir
+from .utils.runtime import require_extra
 
-RAY_EXTRA = "pip install 'stylenada[sweep]'"
 RECORD_FILE, INDEX_FILE, REPORT_FILE = "sweep.json", "index.html", "report.html"
 GRID_WIDTH = 560  # pixels the index shows a small sample grid at (an integer multiple of its width)
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
@@ -273,15 +273,6 @@ def run_row_task(config: dict, eval_n: int, threads: int) -> dict:
 # --- running on Ray ---------------------------------------------------------------------------------
 
 
-def import_ray():
-    """The ``ray`` module, or one StylenadaError naming the extra that installs it."""
-    try:
-        import ray
-    except ImportError:
-        raise StylenadaError(f"stylenada sweep needs Ray: {RAY_EXTRA}") from None
-    return ray
-
-
 @dataclass(frozen=True)
 class RayOptions:
     """Where and how wide the sweep runs: a local Ray with ``num_cpus`` cores (default: every core this
@@ -315,7 +306,7 @@ def run_rows(rows: list[SweepRow], options: RayOptions, eval_n: int,
              on_finished: Callable[[SweepRow], None]) -> None:
     """Run the rows to run as Ray tasks; set each one's status (done / failed), error and seconds as it
     finishes and call ``on_finished(row)``. Ray is started here and always shut down."""
-    ray = import_ray()
+    ray = require_extra("ray", "sweep", "stylenada sweep")
     todo = [row for row in rows if row.status in TO_RUN]
     if not todo:
         return
@@ -464,7 +455,7 @@ def run_sweep(sweep_file: Path, out: Path, options: RayOptions | None = None, ev
               on_row: Callable[[SweepRow], None] = lambda row: None) -> list[SweepRow]:
     """Plan the sweep, run what is missing on Ray and write ``OUT/sweep.json`` and ``OUT/index.html`` (also
     after each finished row). ``on_row`` is called for each row planned not to run, then as each finishes."""
-    import_ray()  # before any work: without Ray, say which extra installs it
+    require_extra("ray", "sweep", "stylenada sweep")  # before any work: without Ray, say which extra
     out = out.resolve()
     rows = plan_sweep(sweep_file, out, eval_n)
     out.mkdir(parents=True, exist_ok=True)

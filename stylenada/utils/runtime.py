@@ -47,3 +47,17 @@ def cpu_description() -> dict:
     model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
     return {"cpu": model, "bf16_instructions": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"})}
+
+
+def require_extra(module: str, extra: str, what: str):
+    """Import an optional dependency, or one StylenadaError naming the extra that installs it."""
+    import importlib
+
+    from ..errors import StylenadaError
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise StylenadaError(f"{what} needs {module}, which is not installed: pip install 'stylenada[{extra}]'"
+                             ) from None
+
