@@ -179,7 +179,7 @@ def test_circles_generator_makes_only_circles(reader):
     from stylenada.toy.reader import VALID_MAX_ERROR
     from stylenada.toy.tasks import sample_images
 
-    err, attrs = reader.validity(sample_images(load_generator(GENERATORS["circles"]), 128, seed=5))
+    err, attrs = reader.validity(sample_images(load_generator(GENERATORS["stylegan2", "circles"]), 128, seed=5))
     assert (err < VALID_MAX_ERROR).float().mean() >= 0.95
     assert all(a.shape == "circle" and a.colour == "red" and a.style == "filled" for a in attrs)
 
