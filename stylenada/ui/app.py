@@ -143,10 +143,7 @@ def run_generators(run_dir: str | Path, device: str = "cpu"):
     """(frozen source, adapted) generators of a run folder (the adapted one from its newest checkpoint when
     the run has not finished)."""
     run = RunDir.open(run_dir)
-    adapted = run.adapted_generator()
-    if adapted is None:
-        raise StylenadaError(f"{run.path} has no generator yet: let it train at least one step")
-    return load_cached(run.source_generator(), device), load_cached(adapted, device)
+    return load_cached(run.source_generator(), device), load_cached(adapted_generator_path(run.path), device)
 
 
 def adapted_generator_path(item: str | Path) -> Path:
