@@ -154,7 +154,7 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool, domains: tuple[s
 
 
 @cli.command()
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("--seeds", default="0-15", show_default=True, help="Seeds, e.g. 0-15 or 1,5,9.")
 @click.option("--truncation", type=FiniteFloat(), default=1.0, show_default=True,
               help="Truncation psi toward the mean w.")
@@ -165,11 +165,18 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool, domains: tuple[s
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite existing output files.")
 @DOMAIN_OPTION
+@click.option("--model", "model_path", type=click.Path(path_type=Path), default=None,
+              help="A multi-domain model (the run folder of `train --targets`, or its multidomain.safetensors); "
+                   "CHECKPOINT may then be left out (the model's base generator is used).")
+@click.option("--target", "targets", multiple=True, metavar="TEXT",
+              help="With --model: the target text to render, one of its targets or a new one (repeatable: one "
+                   "grid row each).")
 @user_errors
-def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, out: Path | None,
-             outdir: Path | None, batch: int, device: str, force: bool, domains: tuple[str, ...]) -> None:
+def generate(checkpoint: Path | None, seeds: str, truncation: float, noise_mode: str, out: Path | None,
+             outdir: Path | None, batch: int, device: str, force: bool, domains: tuple[str, ...],
+             model_path: Path | None, targets: tuple[str, ...]) -> None:
     """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir), optionally with
-    domains applied to the generator."""
+    domains applied to the generator, or with a multi-domain model (--model) for each --target text."""
     import torch
     from tqdm import tqdm
 
@@ -192,22 +199,49 @@ def generate(checkpoint: Path, seeds: str, truncation: float, noise_mode: str, o
             raise StylenadaError(f"{len(clash)} of the files exist in {outdir} (e.g. seed{clash[0]:04d}.png); pass "
                                  "--force to overwrite them, or choose another --outdir")
         writable_output(outdir / "probe", True)
+    if model_path is None and targets:
+        raise StylenadaError("--target renders a multi-domain model: give it with --model RUN_DIR")
+    if model_path is None and checkpoint is None:
+        raise StylenadaError("no generator given: pass CHECKPOINT (or --model RUN_DIR for a multi-domain model)")
     device = str(resolve_device(device))
-    G = with_domains(load_generator(checkpoint, device=device), domains)
-    z = z_from_seeds(seed_list, G.z_dim).to(device)
-    images = []
+    if model_path is not None:
+        generators, names = multidomain_generators(model_path, checkpoint, targets, domains, device)
+    else:
+        generators, names = [with_domains(load_generator(checkpoint, device=device), domains)], [""]
+    z = z_from_seeds(seed_list, generators[0].z_dim).to(device)
+    rows = []
     with torch.no_grad():
-        for i in tqdm(range(0, len(seed_list), batch), desc="generate", unit="batch", disable=len(seed_list) <= batch):
-            images.append(G(z[i : i + batch], truncation_psi=truncation, noise_mode=noise_mode).cpu())
-    imgs = torch.cat(images)
+        for G in generators:
+            chunks = range(0, len(seed_list), batch)
+            rows.append(torch.cat([G(z[i : i + batch], truncation_psi=truncation, noise_mode=noise_mode).cpu()
+                                   for i in tqdm(chunks, desc="generate", unit="batch", disable=len(chunks) <= 1)]))
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)
-        for s, img in zip(seed_list, imgs, strict=True):
-            save_image(img, outdir / f"seed{s:04d}.png")
-        click.echo(f"wrote {len(seed_list)} images to {outdir}")
+        for k, imgs in enumerate(rows):
+            prefix = f"target{k}-" if len(rows) > 1 else ""
+            for s, img in zip(seed_list, imgs, strict=True):
+                save_image(img, outdir / f"{prefix}seed{s:04d}.png")
+        click.echo(f"wrote {len(seed_list) * len(rows)} images to {outdir}")
     if out is not None:
-        save_grid(imgs, out)
-        click.echo(f"wrote {out}")
+        save_grid(torch.cat(rows), out, ncols=len(seed_list) if len(rows) > 1 else None)
+        click.echo(f"wrote {out}" + (f" (rows: {'; '.join(names)})" if len(rows) > 1 else ""))
+
+
+def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: tuple[str, ...],
+                           domains: tuple[str, ...], device: str) -> tuple[list, list[str]]:
+    """One generator per --target text of a multi-domain model (each of its own targets when none is given),
+    on its base generator (CHECKPOINT when given) with any --domain files added."""
+    from .adapt.multidomain import load_base_generator, load_multidomain
+    from .adapt.trainer import load_clip_models
+
+    model = load_multidomain(model_path, device)
+    texts = list(targets) or list(model.targets)
+    for text in texts:
+        if not text.strip():
+            raise StylenadaError("--target: an empty text; give the target to render")
+    clip_models = load_clip_models(model.clip, device) if model.needs_clip(texts) else None
+    base = with_domains(load_base_generator(model, checkpoint, device), domains)
+    return [model.generator_for(base, text, clip_models) for text in texts], texts
 
 
 @cli.command("random-generator")
@@ -255,7 +289,11 @@ def _config_options(fn):
     for f in reversed(fields):
         flag = renamed.get(f.name, "--" + f.name.replace("_", "-"))
         default = f.default if f.default is not dataclasses.MISSING else None
-        if f.name == "lambdas":
+        if f.name == "targets":
+            opt = click.option("--targets", "targets", type=click.Path(path_type=Path), default=None, metavar="FILE",
+                               help="A text file of target texts, one a line: train one multi-domain model for all "
+                                    "of them (instead of --target).")
+        elif f.name == "lambdas":
             opt = click.option("--lambda", "lambdas", multiple=True, default=None, metavar="TERM=WEIGHT",
                                help="Weight of a further registered loss term, e.g. --lambda my_term=0.5 "
                                     "(repeatable).")
@@ -296,6 +334,8 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "lambdas" in given:
         given["lambdas"] = parse_lambdas(given["lambdas"])
+    if "targets" in given:
+        given["targets"] = read_targets(given["targets"])
     if resume_dir is not None:
         extra = sorted(set(given) - {"iters"})
         if extra:
@@ -312,8 +352,23 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     m = result.metrics
     click.echo(f"done: {m['steps']} steps, {m['seconds_per_step']:.2f} s/step, CLIP loss "
                f"{m['initial_clip_loss']:.3f} -> {m['final_clip_loss']:.3f}")
-    click.echo(f"generator: {result.generator_path}")
+    what = "model:    " if result.generator_path.name == "multidomain.safetensors" else "generator:"
+    click.echo(f"{what} {result.generator_path}")
     click.echo(f"samples:   {result.run_dir / 'samples'}")
+
+
+def read_targets(path: Path) -> list[str]:
+    """The target texts of a ``--targets`` file: one a line; blank lines and lines starting with # are skipped."""
+    if not path.is_file():
+        raise StylenadaError(f"--targets {path}: no such file; give a text file with one target text a line")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise StylenadaError(f"--targets {path}: not a text file; give one target text a line") from None
+    texts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not texts:
+        raise StylenadaError(f"--targets {path}: the file holds no target text; give one target text a line")
+    return texts
 
 
 @cli.command("edit")

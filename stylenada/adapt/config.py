@@ -75,6 +75,12 @@ class TrainConfig:
     source: str = "photo"  # source text (the starting value with dynamic source text)
     target: str = ""  # target text; or leave empty and give target_images
     target_images: str | None = None  # folder of target-domain images (image-guided mode)
+    # Several target texts: one run trains one multi-domain model (adapt/multidomain.py) that renders each of
+    # them, and new texts between them, instead of one adapted generator (``--targets FILE``, a text a line).
+    targets: list[str] = field(default_factory=list)
+    multi_rank: int = 8  # multi-domain model: learned basis domains the text embedding mixes
+    multi_hidden: int = 256  # multi-domain model: width of the text-to-mixture network
+    target_mixing: float = 0.0  # multi-domain model: share of samples trained on a blend of two target texts
     out: str = "runs/adapt"
     clip: list[str] = field(default_factory=lambda: [DEFAULT_CLIP])  # 'name:pretrained[@weight]'
     templates: str = "imagenet"  # 'imagenet' (80 averaged), 'single' ("a photo of a {}"), 'none' (as given)
@@ -201,10 +207,12 @@ class TrainConfig:
                 raise StylenadaError(f"target image folder not found: {folder} (--target-images)")
             if not any(p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".bmp") for p in folder.iterdir()):
                 raise StylenadaError(f"no images (.png/.jpg/.webp/.bmp) in {folder}: add target-domain examples")
-        if self.target_images is None and not self.target.strip():
+        if self.targets:
+            self._validate_targets()
+        elif self.target_images is None and not self.target.strip():
             raise StylenadaError("empty target text: give a non-empty --target, or --target-images DIR")
-        if self.target_images is None and self.source.strip().lower() == self.target.strip().lower() \
-                and self.source_text == "static":
+        if self.target_images is None and not self.targets \
+                and self.source.strip().lower() == self.target.strip().lower() and self.source_text == "static":
             raise StylenadaError(f"source and target texts are identical ({self.source!r}): nothing to adapt to")
         for name, allowed in choices().items():
             value = getattr(self.selection if name in ("param_level", "params") else self, name)
@@ -238,6 +246,33 @@ class TrainConfig:
                                      f"global: {sorted(set(LOSS_TERMS) - {'clip', 'l2', 'global'}) or 'none'}")
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise StylenadaError(f"lambdas: the weight of {name!r} must be a finite number >= 0, got {value!r}")
+
+    def _validate_targets(self) -> None:
+        """The multi-domain run's own rules (``targets`` given)."""
+        texts = [t.strip() for t in self.targets]
+        if self.target.strip() or self.target_images is not None:
+            raise StylenadaError("give either --targets FILE (a multi-domain model) or --target / --target-images "
+                                 "(one domain), not both")
+        if any(not t for t in texts):
+            raise StylenadaError("--targets: an empty target text; give one non-empty text per line")
+        if len(texts) < 2:
+            raise StylenadaError(f"--targets needs at least two target texts for a multi-domain model, got {len(texts)}"
+                                 "; for one target use --target")
+        seen = {t.lower() for t in texts}
+        if len(seen) < len(texts):
+            raise StylenadaError("--targets: a target text is given twice; give each target once")
+        if self.source.strip().lower() in seen:
+            raise StylenadaError(f"--targets: the source text {self.source!r} is among the targets; remove it")
+        if self.layers not in ("all", "late"):
+            raise StylenadaError(f"a multi-domain model trains a fixed set of layers: use --layers all or late, "
+                                 f"not {self.layers!r}")
+        if self.source_text != "static" or self.train_mapping:
+            raise StylenadaError("a multi-domain model uses a static source text and a frozen mapping network: "
+                                 "drop --source-text dynamic / --train-mapping")
+        if self.multi_rank < 1 or self.multi_hidden < 1:
+            raise StylenadaError("--multi-rank and --multi-hidden must be >= 1")
+        if not 0 <= self.target_mixing <= 1:
+            raise StylenadaError(f"--target-mixing is a share in [0, 1], got {self.target_mixing}")
 
 
 # --- presets -------------------------------------------------------------------------------------------

@@ -81,9 +81,12 @@ class NadaObjective:
         if self.cfg.target_images is not None:
             return  # the image-guided direction does not depend on the source text
         self.directions, self.target_embeddings = [], []
+        targets = self.cfg.targets or [self.cfg.target]  # several: a multi-domain run's [T, D] per teacher
         for model, _ in self.clip_models:
-            self.directions.append(model.text_direction(source, self.cfg.target, self.templates).to(self.device))
-            self.target_embeddings.append(model.text_embedding(self.cfg.target, self.templates).to(self.device))
+            dirs = [model.text_direction(source, t, self.templates).to(self.device) for t in targets]
+            embs = [model.text_embedding(t, self.templates).to(self.device) for t in targets]
+            self.directions.append(torch.stack(dirs) if self.cfg.targets else dirs[0])
+            self.target_embeddings.append(torch.stack(embs) if self.cfg.targets else embs[0])
 
     @torch.no_grad()
     def set_image_direction(self, target_images: list[torch.Tensor], n_source: int = 32) -> None:
@@ -129,8 +132,10 @@ class NadaObjective:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def losses(self, img_train: torch.Tensor, img_frozen: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The weighted loss terms (``cfg.loss_weights()``) for a batch rendered by both generators."""
+    def losses(self, img_train: torch.Tensor, img_frozen: torch.Tensor, directions: list[torch.Tensor] | None = None,
+               target_embeddings: list[torch.Tensor | None] | None = None) -> dict[str, torch.Tensor]:
+        """The weighted loss terms (``cfg.loss_weights()``) for a batch rendered by both generators; the text
+        directions and target embeddings are the run's unless given (per teacher, [D] or per sample [N, D])."""
         emb_train, emb_frozen = [], []
         for model, _ in self.clip_models:
             # CLIP runs in fp32: it is a small share of the step, and bf16 attention is slow on CPU.
@@ -139,7 +144,9 @@ class NadaObjective:
             emb_train.append(model.encode_image(img_train))
         self.last_image_change = float(min(image_change(et.detach(), ef) for et, ef in zip(emb_train, emb_frozen,
                                                                                              strict=True)))
-        inputs = TermInputs(img_train, img_frozen, emb_train, emb_frozen, self.directions, self.target_embeddings,
+        inputs = TermInputs(img_train, img_frozen, emb_train, emb_frozen,
+                            self.directions if directions is None else directions,
+                            self.target_embeddings if target_embeddings is None else target_embeddings,
                             [w for _, w in self.clip_models])
         return {name: LOSS_TERMS[name](inputs) for name in self.cfg.loss_weights()}
 
@@ -281,27 +288,12 @@ class Trainer:
 
     # --- one step --------------------------------------------------------------------------------
     def train_step(self) -> dict:
-        cfg, step = self.cfg, self.step
+        step = self.step
         t0 = time.perf_counter()
         record: dict = {"step": step}
-        if self.candidates is not None and step % cfg.source_interval == 0:
-            with torch.no_grad():
-                imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
-            text, scores = best_caption(imgs, self.candidates, self.clip_models, self.templates)
-            if text.strip().lower() == cfg.target.strip().lower():
-                # Never let the source become the target (the direction would vanish): take the runner-up.
-                text = max((c for c in scores if c.strip().lower() != cfg.target.strip().lower()), key=scores.get)
-            self.objective.set_source(text)
-            record["source"] = text
-        selection = self.strategy.select(step, self.objective)
-        if selection is not None:
-            record["selection"] = selection.to_json()
-
-        latents = self.objective.sample_z(cfg.batch)
-        ws = self.objective.map_z(self.G_frozen, latents).detach()
-        ws_train = self.objective.map_z(self.G_train, latents) if cfg.train_mapping else None
-        img_train, img_frozen = self.objective.render_pair(self.G_train, ws, ws_train)
-        losses = self.objective.losses(img_train, img_frozen)
+        self.before_step(record)
+        img_train, img_frozen, texts = self.render_batch()
+        losses = self.objective.losses(img_train, img_frozen, *texts)
         total = self.objective.total(losses)
         if not torch.isfinite(total):
             raise StylenadaError(f"training diverged at step {step}: the loss is {float(total)}; lower --lr "
@@ -327,6 +319,30 @@ class Trainer:
         record["time"] = time.perf_counter() - t0
         self.step += 1
         return record
+
+    def before_step(self, record: dict) -> None:
+        """Re-caption the source (dynamic source text) and re-select the layers when due."""
+        cfg, step = self.cfg, self.step
+        if self.candidates is not None and step % cfg.source_interval == 0:
+            with torch.no_grad():
+                imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
+            text, scores = best_caption(imgs, self.candidates, self.clip_models, self.templates)
+            if text.strip().lower() == cfg.target.strip().lower():
+                # Never let the source become the target (the direction would vanish): take the runner-up.
+                text = max((c for c in scores if c.strip().lower() != cfg.target.strip().lower()), key=scores.get)
+            self.objective.set_source(text)
+            record["source"] = text
+        selection = self.strategy.select(step, self.objective)
+        if selection is not None:
+            record["selection"] = selection.to_json()
+
+    def render_batch(self) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """One batch of fresh latents through both generators: (trainable images, frozen images, (text
+        directions, target embeddings) for the loss, or () for the run's own)."""
+        latents = self.objective.sample_z(self.cfg.batch)
+        ws = self.objective.map_z(self.G_frozen, latents).detach()
+        ws_train = self.objective.map_z(self.G_train, latents) if self.cfg.train_mapping else None
+        return *self.objective.render_pair(self.G_train, ws, ws_train), ()
 
     # --- outputs ---------------------------------------------------------------------------------
     @torch.no_grad()
@@ -358,7 +374,7 @@ class Trainer:
         """Write generator + optimiser + weighting + strategy + RNG state for ``--resume``; atomic."""
         name = f"step{self.step:06d}"
         weights, state_path = self.rundir.checkpoint(name)
-        save_generator(self.G_train, weights)
+        self.save_trainable(weights)
         state = {
             "step": self.step,
             "optimizer": self.optimizer.state_dict(),
@@ -371,6 +387,13 @@ class Trainer:
         atomic_write_text(self.rundir.latest, json.dumps({"step": self.step, "name": name}))
         self.prune_checkpoints()
         return weights
+
+    def save_trainable(self, path: Path) -> None:
+        """Write what this run trains (the adapted generator) to a checkpoint file."""
+        save_generator(self.G_train, path)
+
+    def load_trainable(self, path: Path) -> None:
+        self.G_train.load_state_dict(load_tensors(path))
 
     def prune_checkpoints(self) -> None:
         """Keep the newest ``keep_checkpoints`` checkpoints (0 keeps all); older ones are deleted."""
@@ -393,7 +416,7 @@ class Trainer:
             self.rundir.metrics.unlink(missing_ok=True)
             return False
         weights, state_path = self.rundir.checkpoint(name)
-        self.G_train.load_state_dict(load_tensors(weights))
+        self.load_trainable(weights)
         state = torch.load(state_path, map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.weighting.load_state_dict(state["weighting"])
@@ -444,19 +467,24 @@ class Trainer:
         bar.close()
         elapsed = time.perf_counter() - t_start
         self.checkpoint()
-        gen_path = self.rundir.generator
-        save_generator(self.G_train, gen_path)
-        if cfg.export_rosinality:
-            save_generator(self.G_train, self.rundir.generator_pt)
-        if cfg.selection.params != "full":  # the run's domain alone, a few KB, for `generate --domain`
-            save_domain(extract_domain(self.G_frozen, self.G_train, cfg.selection.params, self.objective.source,
-                                       cfg.target), self.rundir.domain)
+        gen_path = self.write_outputs()
         save_image(self.sample_grid(), self.rundir.sample("final"))
         metrics = self.summary(elapsed, self.step - first_step)
         atomic_write_text(self.rundir.summary, json.dumps(metrics, indent=2))
         if self._writer is not None:
             self._writer.close()
         return AdaptResult(self.run_dir, gen_path, metrics)
+
+    def write_outputs(self) -> Path:
+        """The finished run's products; returns the main one (the adapted generator)."""
+        cfg = self.cfg
+        save_generator(self.G_train, self.rundir.generator)
+        if cfg.export_rosinality:
+            save_generator(self.G_train, self.rundir.generator_pt)
+        if cfg.selection.params != "full":  # the run's domain alone, a few KB, for `generate --domain`
+            save_domain(extract_domain(self.G_frozen, self.G_train, cfg.selection.params, self.objective.source,
+                                       cfg.target), self.rundir.domain)
+        return self.rundir.generator
 
     def summary(self, elapsed: float, steps: int) -> dict:
         records = self.rundir.records()
@@ -478,7 +506,16 @@ def adapt(config: TrainConfig | dict, clip_models: list | None = None, progress:
           stop: Callable[[], bool] | None = None) -> AdaptResult:
     """Run StyleGAN-NADA as configured; returns the run folder, the final generator and summary metrics."""
     cfg = TrainConfig.from_dict(config) if isinstance(config, dict) else config
-    return Trainer(cfg, clip_models=clip_models).run(progress=progress, stop=stop)
+    return trainer_class(cfg)(cfg, clip_models=clip_models).run(progress=progress, stop=stop)
+
+
+def trainer_class(cfg: TrainConfig) -> type[Trainer]:
+    """The trainer of a config: one adapted generator, or a multi-domain model when ``targets`` are given."""
+    if cfg.targets:
+        from .multidomain import MultiDomainTrainer
+
+        return MultiDomainTrainer
+    return Trainer
 
 
 def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | None = None,
@@ -489,7 +526,7 @@ def resume(run_dir: str | Path, iters: int | None = None, clip_models: list | No
     cfg.out = str(run.path)
     if iters is not None:
         cfg.iters = iters
-    trainer = Trainer(cfg, clip_models=clip_models, resume=True)
+    trainer = trainer_class(cfg)(cfg, clip_models=clip_models, resume=True)
     trainer.restore()
     return trainer.run(progress=progress, stop=stop)
 
