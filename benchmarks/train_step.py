@@ -32,7 +32,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int,
-            family: str = "stylegan2") -> dict:
+            family: str = "stylegan2", interval: int = 1) -> dict:
     import open_clip
     import torch
 
@@ -54,7 +54,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
                       iters=steps + warmup,
                       batch=2, layers=layers, precision=precision, templates="single", sample_every=0,
                       checkpoint_every=0, tensorboard=False, device=device,
-                      selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=1))
+                      selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=interval))
     trainer = Trainer(cfg, clip_models=[(clip, 1.0)])
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -74,9 +74,11 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
         trainer.train_step()
         sync()
         times.append(time.perf_counter() - t)
-    out = {"family": family, "resolution": res, "layers": layers, "k": k, "precision": precision, "batch": 2,
-           "device": device,
-           "seconds_per_step": statistics.median(times), "seconds_min": min(times), "seconds_all": times}
+    # With re-selection every `interval` steps the steps differ: the mean over whole intervals is the cost.
+    per_step = statistics.median(times) if interval == 1 else statistics.mean(times)
+    out = {"family": family, "resolution": res, "layers": layers, "k": k, "interval": interval,
+           "precision": precision, "batch": 2, "device": device,
+           "seconds_per_step": per_step, "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
     else:
@@ -94,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=3, help="measured steps (the median is reported)")
     ap.add_argument("--warmup", type=int, default=2, help="unmeasured steps first")
     ap.add_argument("--k", type=int, default=None, help="layers chosen by adaptive strategies (default: num_ws)")
+    ap.add_argument("--interval", type=int, default=1,
+                    help="re-select every this many steps; give --steps as a multiple (the mean is reported then)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -108,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()  # as `stylenada train` does
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
-                    args.family)
+                    args.family, args.interval)
         print(json.dumps(r))
         return
     rows = []
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             for layers in args.layers:
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
                        precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device,
-                       "--family", args.family]
+                       "--family", args.family, "--interval", str(args.interval)]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)

@@ -322,7 +322,8 @@ def _config_options(fn):
 @_config_options
 @user_errors
 def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
-    """Adapt a generator to the domain described by --target (or --target-images)."""
+    """Adapt a generator to the domain described by --target (or --target-images); with --targets FILE, train
+    one multi-domain model for every text in FILE (render it with `generate --model`)."""
     import dataclasses
 
     from .adapt.config import TrainConfig
@@ -352,7 +353,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     m = result.metrics
     click.echo(f"done: {m['steps']} steps, {m['seconds_per_step']:.2f} s/step, CLIP loss "
                f"{m['initial_clip_loss']:.3f} -> {m['final_clip_loss']:.3f}")
-    what = "model:    " if result.generator_path.name == "multidomain.safetensors" else "generator:"
+    what = "model:    " if result.generator_path == RunDir(result.run_dir).multidomain else "generator:"
     click.echo(f"{what} {result.generator_path}")
     click.echo(f"samples:   {result.run_dir / 'samples'}")
 

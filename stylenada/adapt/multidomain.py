@@ -30,11 +30,11 @@ from ..formats.native import load_checked_tensors, read_metadata, save_tensors
 from ..formats.registry import check_file
 from ..models.family import Generator
 from ..utils.images import make_grid
+from ..utils.rundir import RunDir
 from .domains import Domain, apply_domains
 from .trainer import Trainer
 
 MULTIDOMAIN_VERSION = 1
-MODEL_FILE = "multidomain.safetensors"
 GRID_TARGETS = 6  # targets shown in a run's sample grids (one row each)
 
 
@@ -128,7 +128,7 @@ def save_multidomain(model: MultiDomainModel, path: str | Path) -> Path:
 def model_file(path: str | Path) -> Path:
     """The model file of a run folder (or the file itself)."""
     path = Path(path)
-    return path / MODEL_FILE if path.is_dir() else path
+    return RunDir(path).multidomain if path.is_dir() else path
 
 
 def load_multidomain(path: str | Path, device: str | torch.device = "cpu") -> MultiDomainModel:
@@ -236,7 +236,7 @@ class MultiDomainTrainer(Trainer):
         self.hypernet.load_state_dict(load_multidomain(path, self.device).hypernet.state_dict())
 
     def write_outputs(self) -> Path:
-        return save_multidomain(self.model(), self.run_dir / MODEL_FILE)
+        return save_multidomain(self.model(), self.rundir.multidomain)
 
     @torch.no_grad()
     def sample_grid(self) -> torch.Tensor:

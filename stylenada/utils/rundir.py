@@ -5,6 +5,7 @@
     RUN/summary.json                summary metrics of the finished run
     RUN/generator.safetensors       the adapted generator (native format); generator.pt with --export-rosinality
     RUN/domain.safetensors          with --params stylespace|affine: the change alone (stylenada.adapt.domains)
+    RUN/multidomain.safetensors     with --targets FILE: the multi-domain model instead of a generator
     RUN/samples/stepNNNNNN.png      frozen top row, adapted below; samples/final.png at the end
     RUN/checkpoints/stepNNNNNN.{safetensors,state.pt}, checkpoints/latest.json   for --resume
     RUN/tensorboard/                TensorBoard events
@@ -48,6 +49,10 @@ class RunDir:
     @property
     def domain(self) -> Path:
         return self.path / "domain.safetensors"
+
+    @property
+    def multidomain(self) -> Path:
+        return self.path / "multidomain.safetensors"
 
     @property
     def generator_pt(self) -> Path:
