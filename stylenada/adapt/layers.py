@@ -55,7 +55,11 @@ class SelectionConfig:
     """Options shared by the strategies (each reads the ones it needs)."""
 
     k: int | None = None  # W+ entries whose layers train (adaptive, late); None: all (the paper's k=18 @1024)
-    interval: int = 1  # re-select every this many steps
+    # Re-select every this many steps. The paper re-selects every step; on the shapes world every 1, 2, 4 and 8
+    # steps gave the same success and preservation (and selecting once did worse), the chosen layers overlap
+    # ~0.9 from one selection to the next, and a selection costs more than a step at 256 px
+    # (benchmarks/reselection.py, docs/benchmarks.md "Re-selection interval").
+    interval: int = 4
     w_steps: int = 1  # W+ optimisation steps per selection (the paper's auto_layer_iters)
     w_batch: int = 8  # latents in the W+ optimisation (auto_layer_batch)
     w_lr: float = 0.01  # SGD step size of the W+ optimisation

@@ -3,11 +3,11 @@
 One run over a list of target texts (``stylenada train --targets FILE``) trains a *multi-domain model* in
 the spirit of HyperDomainNet (NeurIPS'22) and HyperGAN-CLIP: the text's CLIP direction from the source
 text, ``c = concat_teachers(normalise(E_T(target) - E_T(source)))``, goes through a small MLP to ``rank``
-mixing weights ``h(c)``, and the generator's offsets are ``delta(c) = h(c) @ B / sqrt(rank)`` for a learned
-basis ``B`` of ``rank`` domains over the parameters that the run trains (the layers of ``--layers all|late``
-and the ``--params`` scope). Each step trains on a few targets at once, every latent of the batch under
-its own target's directional loss, so that one model learns them all; ``target_mixing`` also trains on
-blends of two targets' directions, which teaches the model the space between its targets.
+mixing weights ``h(c)`` (normalised to RMS 1), and the generator's offsets are ``delta(c) = h(c) @ B /
+sqrt(rank)`` for a learned basis ``B`` of ``rank`` domains over the parameters that the run trains (the layers
+of ``--layers all|late`` and the ``--params`` scope). Each step trains on a few targets at once, every latent
+of the batch under its own target's directional loss, so that one model learns them all; ``target_mixing``
+also trains on blends of two targets' directions, which teaches the model the space between its targets.
 
 A new text is rendered without training (zero-shot): its direction is computed with the run's teachers
 and goes through the same network. A target's offsets are an ordinary :class:`~.domains.Domain`, so they
@@ -61,8 +61,13 @@ class DomainHypernet(nn.Module):
     def cond_dim(self) -> int:
         return self.encoder[0].in_features
 
+    def mixture(self, cond: torch.Tensor) -> torch.Tensor:
+        """The mixing weights [T, rank], normalised to RMS 1: the encoder chooses the mix, the basis holds the
+        size of the change (an unnormalised mix let the encoder's steps grow the change without bound)."""
+        return F.normalize(self.encoder(cond), dim=-1) * math.sqrt(self.rank)
+
     def forward(self, cond: torch.Tensor) -> torch.Tensor:
-        return self.encoder(cond) @ self.basis / math.sqrt(self.rank)
+        return self.mixture(cond) @ self.basis / math.sqrt(self.rank)
 
     def split(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """One row of offsets [P] as {parameter name: tensor of its shape}."""

@@ -47,6 +47,7 @@ class DemoConfig:
     batch: int = 8
     lr: float = 0.0045
     k: int = 6  # W+ entries (of the tiny generator's 8) that late and the adaptive strategies train
+    selection_interval: int = SelectionConfig.interval  # steps between re-selections of the adaptive strategies
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
     params: str = "full"  # full | stylespace | affine: which parameters of the chosen layers train
     lambda_l2: float = 0.1
@@ -87,7 +88,8 @@ def train_config(cfg: DemoConfig, out: str | Path) -> TrainConfig:
         source_text=cfg.source_text, source_candidates="shapes",
         source_interval=max(cfg.iters // 3, 1), sample_every=max(cfg.iters // 3, 1), checkpoint_every=0,
         n_samples=8, sample_truncation=1.0, noise_mode=cfg.noise_mode, device="cpu", max_seconds=cfg.max_seconds,
-        selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb, params=cfg.params))
+        selection=SelectionConfig(k=cfg.k, w_batch=8, train_torgb=cfg.train_torgb, params=cfg.params,
+                                  interval=cfg.selection_interval))
 
 
 def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
