@@ -241,6 +241,11 @@ def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: t
             raise StylenadaError("--target: an empty text; give the target to render")
     clip_models = load_clip_models(model.clip, device) if model.needs_clip(texts) else None
     base = with_domains(load_base_generator(model, checkpoint, device), domains)
+    for text in texts:
+        if model.needs_clip([text]):
+            directions = [m.text_direction(model.source, text, model.templates).to(device) for m, _ in clip_models]
+            blend = " + ".join(f"{w:.2f} x {t!r}" for t, w in model.nearest_blend(directions)[1].items())
+            click.echo(f"{text!r} is a new text: rendered at the trained blend nearest to it, {blend}")
     return [model.generator_for(base, text, clip_models) for text in texts], texts
 
 

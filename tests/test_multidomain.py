@@ -95,6 +95,14 @@ def test_a_trained_model_renders_each_target_and_new_texts(trained, teachers, tm
         model.generator_for(G0, "a purple shape")
     purple = model.generator_for(G0, "a purple shape", teachers)
     assert (_render(purple) - base).abs().max() > 1e-3
+    # A new text enters the model at the trained input nearest to it: a target's own direction gives the
+    # target, a blend of two targets' directions gives that blend.
+    dirs = model.teacher_directions()
+    cond, blend = model.nearest_blend([d[1] for d in dirs])
+    assert blend == {"a green shape": 1.0} and torch.allclose(cond, model.conditions[1], atol=1e-5)
+    mixed = [torch.nn.functional.normalize(0.3 * d[0] + 0.7 * d[2], dim=-1) for d in dirs]
+    _, blend = model.nearest_blend(mixed)
+    assert set(blend) == {"a blue shape", "a yellow shape"} and abs(blend["a blue shape"] - 0.3) < 0.051
     # A target's offsets are a domain: saved, reloaded and applied, it renders the same images.
     path = save_domain(model.domain("a blue shape"), tmp_path / "blue.safetensors")
     assert (_render(apply_domains(G0, [(load_domain(path), 1.0)])) - _render(blue)).abs().max() <= 1e-6
@@ -124,6 +132,7 @@ def test_train_and_generate_from_the_command_line(tmp_path, capsys):
     grid = tmp_path / "grid.png"
     assert main(["generate", "--model", str(out), "--target", "a blue shape", "--target", "a purple shape",
                  "--seeds", "0-3", "--out", str(grid)]) == 0
+    assert "'a purple shape' is a new text: rendered at the trained blend nearest to it" in capsys.readouterr().out
     from stylenada.utils.images import load_image
 
     assert load_image(grid).shape[-2:] == (2 * 32 + 3 * 2, 4 * 32 + 5 * 2)  # a row per target, a column per seed

@@ -80,7 +80,9 @@ class TrainConfig:
     targets: list[str] = field(default_factory=list)
     multi_rank: int = 8  # multi-domain model: learned basis domains the text embedding mixes
     multi_hidden: int = 256  # multi-domain model: width of the text-to-mixture network
-    target_mixing: float = 0.0  # multi-domain model: share of samples trained on a blend of two target texts
+    # multi-domain model: share of the batch's groups trained on a blend of two targets' directions (the inputs a
+    # new text is rendered at; benchmarks/multidomain.py)
+    target_mixing: float = 0.5
     out: str = "runs/adapt"
     clip: list[str] = field(default_factory=lambda: [DEFAULT_CLIP])  # 'name:pretrained[@weight]'
     templates: str = "imagenet"  # 'imagenet' (80 averaged), 'single' ("a photo of a {}"), 'none' (as given)

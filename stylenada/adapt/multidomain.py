@@ -88,9 +88,11 @@ class MultiDomainModel:
     source: str
     targets: list[str]
     conditions: torch.Tensor  # [T, C] the training targets' inputs (rendering them needs no CLIP)
+    _cond_dims: tuple[int, ...] = ()  # each teacher's share of C (its embedding width)
 
     def condition(self, text: str, clip_models: list | None = None) -> torch.Tensor:
-        """The input [C] for ``text``: stored for a training target, else computed with the teachers."""
+        """The input [C] for ``text``: stored for a training target; for a new text, the trained input nearest
+        to its direction (:meth:`nearest_blend`), computed with the teachers."""
         for i, t in enumerate(self.targets):
             if t.strip().lower() == text.strip().lower():
                 return self.conditions[i]
@@ -98,7 +100,38 @@ class MultiDomainModel:
             raise StylenadaError(f"{text!r} is not one of the model's targets ({', '.join(self.targets)}): a new text "
                                  f"needs the model's CLIP teachers ({', '.join(self.clip)})")
         device = self.conditions.device
-        return text_condition([m.text_direction(self.source, text, self.templates).to(device) for m, _ in clip_models])
+        directions = [m.text_direction(self.source, text, self.templates).to(device) for m, _ in clip_models]
+        return self.nearest_blend(directions)[0]
+
+    def teacher_directions(self) -> list[torch.Tensor]:
+        """The training targets' unit directions per teacher, [T, D_t] each (from the stored inputs)."""
+        return [F.normalize(part, dim=-1) for part in self.conditions.split(self.cond_dims, dim=1)]
+
+    def nearest_blend(self, directions: list[torch.Tensor], steps: int = 20) -> tuple[torch.Tensor, dict]:
+        """The input of the trained blend ``normalise(a d_i + (1 - a) d_j)`` of two targets' directions (per
+        teacher; a in steps of 1/steps, a = 1 being target i itself) most aligned with ``directions`` (summed
+        cosine over the teachers), and which blend it is. A new text enters the model where the model was
+        trained (its targets and, with ``target_mixing``, the blends between them) instead of at an input it
+        never saw."""
+        if len(directions) != len(self.cond_dims):
+            raise StylenadaError(f"the model was trained with {len(self.cond_dims)} CLIP teacher(s), got "
+                                 f"{len(directions)}: load its teachers ({', '.join(self.clip)})")
+        train = self.teacher_directions()
+        a = torch.linspace(0, 1, steps + 1, device=self.conditions.device)
+        best, choice = None, {}
+        for i in range(len(self.targets)):
+            for j in range(i + 1, len(self.targets)):  # the ends a = 1 and a = 0 are the targets themselves
+                blends = [F.normalize(a[:, None] * t[i] + (1 - a[:, None]) * t[j], dim=-1) for t in train]
+                score = sum(b @ F.normalize(d.float(), dim=-1) for b, d in zip(blends, directions, strict=True))
+                k = int(score.argmax())
+                if best is None or score[k] > best[0]:
+                    best = (score[k], [b[k] for b in blends])
+                    choice = {self.targets[i]: float(a[k]), self.targets[j]: float(1 - a[k])}
+        return text_condition(best[1]), {t: w for t, w in choice.items() if w > 0}
+
+    @property
+    def cond_dims(self) -> list[int]:
+        return list(self._cond_dims)
 
     @torch.no_grad()
     def domain(self, text: str, clip_models: list | None = None) -> Domain:
@@ -123,7 +156,7 @@ def save_multidomain(model: MultiDomainModel, path: str | Path) -> Path:
             "generator": model.generator, "clip": list(model.clip), "templates": model.templates,
             "source": model.source, "targets": list(model.targets), "rank": net.rank,
             "hidden": net.encoder[0].out_features, "cond_dim": net.cond_dim,
-            "shapes": {k: list(v) for k, v in net.shapes.items()}}
+            "shapes": {k: list(v) for k, v in net.shapes.items()}, "cond_dims": model.cond_dims}
     tensors = {f"hypernet.{k}": v for k, v in net.state_dict().items()}
     tensors["conditions"] = model.conditions
     save_tensors(Path(path), tensors, meta)
@@ -153,7 +186,8 @@ def load_multidomain(path: str | Path, device: str | torch.device = "cpu") -> Mu
         net.load_state_dict({k[len("hypernet."):]: v for k, v in tensors.items() if k.startswith("hypernet.")})
         return MultiDomainModel(net.to(device).eval(), str(meta["family"]), dict(meta["config"]),
                                 str(meta["generator"]), list(meta["clip"]), str(meta["templates"]),
-                                str(meta["source"]), list(meta["targets"]), tensors["conditions"].to(device))
+                                str(meta["source"]), list(meta["targets"]), tensors["conditions"].to(device),
+                                tuple(int(d) for d in meta["cond_dims"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: the multi-domain model is incomplete or corrupt ({str(e)[:120]}); train it "
                               "again") from None
@@ -232,7 +266,8 @@ class MultiDomainTrainer(Trainer):
     def model(self) -> MultiDomainModel:
         cfg = self.cfg
         return MultiDomainModel(self.hypernet, self.G_frozen.family, self.G_frozen.cfg.to_dict(), cfg.generator,
-                                list(cfg.clip), cfg.templates, cfg.source, list(cfg.targets), self.conditions)
+                                list(cfg.clip), cfg.templates, cfg.source, list(cfg.targets), self.conditions,
+                                tuple(d.shape[-1] for d in self.objective.directions))
 
     def save_trainable(self, path: Path) -> None:
         save_multidomain(self.model(), path)
