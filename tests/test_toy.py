@@ -271,14 +271,14 @@ def test_demo_adapts_and_the_control_changes_nothing(tmp_path):
 @pytest.mark.slow
 def test_demo_on_the_shapes_stylegan3(tmp_path):
     """`stylenada demo --family sg3`: the shipped StyleGAN3 turned blue through its ToRGB (the family's demo
-    settings). Measured (`stylenada demo --family sg3`, 128 latents): success 100%, pixel statistics 100%,
-    preservation 88%, valid 80% (91% before); the issue's 90% preservation is not reached (a generator with
-    9% invalid samples, distillation only), so 85% is asserted."""
+    settings). Measured (`stylenada demo --family sg3 --seed 0|1|2`, 128 latents): success 100%, pixel
+    statistics 99-100%, preservation 95%, valid 90-92% (99% before); the issue's bar is 90% success with 90%
+    preservation."""
     from stylenada.toy.demo import FAMILY_DEFAULTS, DemoConfig, run_demo
 
     m = run_demo(DemoConfig(family="sg3", out=str(tmp_path / "sg3"), **FAMILY_DEFAULTS["sg3"]), progress=False)
     assert m["target_success_before"] <= 0.05 and m["target_success"] >= 0.9 and m["pixel_success"] >= 0.9
-    assert m["preservation"] >= 0.85 and m["valid_after"] >= 0.7
+    assert m["preservation"] >= 0.9 and m["valid_after"] >= 0.85
     assert load_generator_family(tmp_path / "sg3") == "stylegan3"
 
 
