@@ -136,7 +136,8 @@ def main(argv: list[str] | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     family = "" if args.family == "stylegan2" else f"{args.family}-"
-    path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}.json"
+    every = "" if args.interval == 1 else f"-interval{args.interval}"
+    path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}{every}.json"
     from stylenada.utils.runtime import cpu_description
 
     meta = {"torch": torch.__version__, "threads": torch.get_num_threads(), "machine": platform.machine(),
