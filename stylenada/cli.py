@@ -255,11 +255,15 @@ def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: t
 @click.option("--resolution", type=int, default=256, show_default=True)
 @click.option("--channel-multiplier", type=int, default=2, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--variant", default=None, help="The family's configuration, where it has several: StyleGAN3's T "
+                                              "(default) or R.")
 @click.option("--force", is_flag=True, help="Overwrite DST if it exists.")
 @user_errors
 def random_generator(dst: Path, family: str | None, resolution: int, channel_multiplier: int, seed: int,
-                     force: bool) -> None:
+                     variant: str | None, force: bool) -> None:
     """Write a randomly initialised generator (for benchmarks and trying the tools)."""
+    import inspect
+
     import torch
 
     from .formats import save_generator
@@ -271,13 +275,20 @@ def random_generator(dst: Path, family: str | None, resolution: int, channel_mul
         raise StylenadaError(f"unknown generator family {family!r}; choose one of "
                              f"{', '.join(n for n, f in FAMILIES.items() if f.preset is not None)}")
     fam = get_family(family)
+    extra = {}
+    if variant is not None:
+        if "config" not in inspect.signature(fam.preset).parameters:
+            raise StylenadaError(f"the {family} family has one configuration: drop --variant")
+        extra["config"] = variant
     try:
-        cfg = fam.preset(resolution, channel_multiplier)
+        cfg = fam.preset(resolution, channel_multiplier, **extra)
     except ValueError as e:
-        raise StylenadaError(f"{e}: use --resolution 32, 64, ..., 1024") from None
+        hint = "use --resolution 32, 64, ..., 1024" if variant is None else "check --resolution and --variant"
+        raise StylenadaError(f"{e}: {hint}") from None
     torch.manual_seed(seed)
     save_generator(fam.build(cfg), dst)
-    click.echo(f"wrote {dst} ({family}, {resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
+    what = f"{family} {variant}" if variant else family
+    click.echo(f"wrote {dst} ({what}, {resolution}px, channel multiplier {channel_multiplier}, seed {seed})")
 
 
 def _config_options(fn):

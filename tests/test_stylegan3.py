@@ -238,6 +238,14 @@ def test_cli_info_convert_generate(tmp_path, capsys):
     assert main(["random-generator", str(tmp_path / "r.safetensors"), "--family", "stylegan3", "--resolution", "16",
                  "--channel-multiplier", "1"]) == 0
     assert load_generator(tmp_path / "r.safetensors").cfg.config_name == "T"
+    assert main(["random-generator", str(tmp_path / "rr.safetensors"), "--family", "stylegan3", "--resolution", "16",
+                 "--channel-multiplier", "1", "--variant", "R"]) == 0
+    assert load_generator(tmp_path / "rr.safetensors").cfg.config_name == "R"
+    capsys.readouterr()
+    assert main(["random-generator", str(tmp_path / "rx.safetensors"), "--family", "stylegan3", "--variant", "X"]) == 1
+    assert "config must be one of" in capsys.readouterr().err
+    assert main(["random-generator", str(tmp_path / "s2.safetensors"), "--variant", "R"]) == 1
+    assert "drop --variant" in capsys.readouterr().err
 
 
 def test_layer_strategies_see_the_input_as_stylegan2s_const(tiny_sg3):
