@@ -15,9 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rows import ResultRows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,18 +59,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "collapse.jsonl"))
     args = ap.parse_args(argv)
-    results = Path(args.results)
-    records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
-    done = {key(r) for r in records}
+    rows = ResultRows(args.results, key)
+    records, done = rows.records, rows.done
     todo = [(args.task, args.layers, args.lr, args.iters, args.lambda_l2, a, s, args.n_eval)
             for a in args.angle for s in args.seeds]
     todo = [c for c in todo if key(dict(zip(("task", "layers", "lr", "iters", "lambda_l2", "angle", "seed"), c,
                                             strict=False))) not in done]
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for r in pool.map(run_one, *zip(*todo, strict=True)) if todo else []:
-            with open(results, "a") as f:
-                f.write(json.dumps(r) + "\n")
-            records.append(r)
+            rows.add([r])
             print(json.dumps(r), flush=True)
     print(f"\n{args.task}, {args.layers} layers, lr {args.lr}, {args.iters} steps, lambda_l2 {args.lambda_l2} "
           f"(mean over seeds {args.seeds})")

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rows import ResultRows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -120,32 +123,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-eval", type=int, default=128)
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "multidomain.jsonl"))
     args = ap.parse_args(argv)
-    results = Path(args.results)
-    records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
-    done = {key(r) for r in records}
-    results.parent.mkdir(parents=True, exist_ok=True)
-
-    def keep(rows: list[dict]) -> None:
-        with open(results, "a") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-        records.extend(rows)
-        done.update(key(r) for r in rows)
-
+    rows = ResultRows(args.results, key)
     for seed in args.seeds:
         for mixing in args.mixing:
             probe = {"kind": "multi", "target": args.train[0], "seed": seed, "iters": args.iters, "mixing": mixing,
                      "rank": args.rank, "train": args.train}
-            if key(probe) not in done:
-                keep(run_multi(args.train, args.held_out, seed, args.iters, mixing, args.rank, args.n_eval))
+            if probe not in rows:
+                rows.add(run_multi(args.train, args.held_out, seed, args.iters, mixing, args.rank, args.n_eval))
                 print(f"multi seed {seed} mixing {mixing}: done", flush=True)
         if not args.no_single:
             for colour in args.train + args.held_out:
                 probe = {"kind": "single", "target": colour, "seed": seed, "iters": args.single_iters}
-                if key(probe) not in done:
-                    keep([run_single(colour, seed, args.single_iters, args.n_eval)])
+                if probe not in rows:
+                    rows.add([run_single(colour, seed, args.single_iters, args.n_eval)])
                     print(f"single {colour} seed {seed}: done", flush=True)
-    summarise([r for r in records if r["seed"] in args.seeds])
+    summarise([r for r in rows.records if r["seed"] in args.seeds])
 
 
 if __name__ == "__main__":

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from rows import ResultRows  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 ONCE = 0  # --intervals value meaning: select at step 0 only
@@ -87,21 +90,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-eval", type=int, default=128)
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "reselection.jsonl"))
     args = ap.parse_args(argv)
-    results = Path(args.results)
-    records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
-    done = {key(r) for r in records}
-    results.parent.mkdir(parents=True, exist_ok=True)
+    rows = ResultRows(args.results, key)
     for task in args.tasks:
         for seed in args.seeds:
             for interval in args.intervals:
-                if (task, interval, seed, args.k, args.iters) in done:
+                if {"task": task, "interval": interval, "seed": seed, "k": args.k, "iters": args.iters} in rows:
                     continue
                 r = run_one(task, interval, seed, args.k, args.iters, args.n_eval)
-                with open(results, "a") as f:
-                    f.write(json.dumps(r) + "\n")
-                records.append(r)
+                rows.add([r])
                 print(f"{task} every {interval} seed {seed}: success {r['target_success']:.0%}", flush=True)
-    summarise([r for r in records if r["task"] in args.tasks and r["seed"] in args.seeds and r["k"] == args.k
+    summarise([r for r in rows.records if r["task"] in args.tasks and r["seed"] in args.seeds and r["k"] == args.k
                and r["iters"] == args.iters])
 
 

@@ -534,3 +534,40 @@ def test_partly_filled_outlines_are_soft_labelled():
     w = soft_matches([{"style": "outline"}, {"style": "filled"}, {"shape": "circle"}], [attrs[i]], [others[i]],
                      t[i : i + 1])[0]
     torch.testing.assert_close(w, torch.tensor([1 - t[i], t[i], 1.0]))
+
+
+def _benchmark(name: str):
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parent.parent / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reselection_study_quick(tmp_path, capsys):
+    """benchmarks/reselection.py on a tiny slice (two intervals, 2 steps); a second call runs nothing."""
+    argv = ["--tasks", "colour", "--intervals", "1", "0", "--seeds", "0", "--iters", "2", "--n-eval", "8",
+            "--results", str(tmp_path / "r.jsonl")]
+    _benchmark("reselection").main(argv)
+    records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [r["interval"] for r in records] == [1, 0] and [r["selections"] for r in records] == [2, 1]
+    assert "| colour | 6 | 2 | once | 1 |" in capsys.readouterr().out
+    _benchmark("reselection").main(argv)
+    assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 2
+
+
+def test_multidomain_benchmark_quick(tmp_path, capsys):
+    """benchmarks/multidomain.py on a tiny slice: one multi-domain model (two targets, one held out) and the
+    single-domain references, 2 steps each; a second call runs nothing."""
+    argv = ["--train", "orange", "blue", "--held-out", "purple", "--seeds", "0", "--iters", "2", "--single-iters",
+            "2", "--mixing", "0.5", "--n-eval", "8", "--results", str(tmp_path / "m.jsonl")]
+    _benchmark("multidomain").main(argv)
+    records = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert sorted((r["kind"], r["target"], r["held_out"]) for r in records) == [
+        ("multi", "blue", False), ("multi", "orange", False), ("multi", "purple", True),
+        ("single", "blue", False), ("single", "orange", False), ("single", "purple", False)]
+    assert "purple (held out)" in capsys.readouterr().out
+    _benchmark("multidomain").main(argv)
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 6
