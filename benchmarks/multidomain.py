@@ -67,10 +67,12 @@ def run_multi(train: list[str], held_out: list[str], seed: int, iters: int, mixi
         clip_models = load_clip_models(model.clip, "cpu")
         rows = []
         for colour in train + held_out:
-            G = model.generator_for(G_frozen, f"a {colour} shape", clip_models)
-            rows.append({"kind": "multi", "target": colour, "held_out": colour in held_out, "seed": seed,
-                         "iters": iters, "mixing": mixing, "rank": rank, "train": train, "model_bytes": size,
-                         "train_seconds": seconds, **judge(colour_task(colour), G_frozen, G, reader, n_eval)})
+            for new_text in ("direct", "blend") if colour in held_out else ("direct",):
+                G = model.generator_for(G_frozen, f"a {colour} shape", clip_models, new_text=new_text)
+                rows.append({"kind": "multi", "target": colour, "held_out": colour in held_out, "seed": seed,
+                             "iters": iters, "mixing": mixing, "rank": rank, "train": train, "model_bytes": size,
+                             "new_text": new_text if colour in held_out else None, "train_seconds": seconds,
+                             **judge(colour_task(colour), G_frozen, G, reader, n_eval)})
     return rows
 
 
@@ -99,12 +101,13 @@ def summarise(records: list[dict]) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         label = "single" if r["kind"] == "single" else f"multi (mixing {r['mixing']}, rank {r['rank']})"
-        groups.setdefault((label, r["iters"], r["target"], r["held_out"]), []).append(r)
+        held = f"held out, {r.get('new_text') or 'direct'}" if r["held_out"] else ""
+        groups.setdefault((label, r["iters"], r["target"], held), []).append(r)
     print("| model | steps | target | seeds | success | pixel success | preservation | valid | model KB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for (label, iters, target, held), rows in sorted(groups.items()):
         mean = lambda k, rows=rows: statistics.mean(r[k] for r in rows)  # noqa: E731
-        name = f"{target} (held out)" if held else target
+        name = f"{target} ({held})" if held else target
         print(f"| {label} | {iters} | {name} | {len(rows)} | {mean('target_success'):.0%} | "
               f"{mean('pixel_success'):.0%} | {mean('preservation'):.0%} | {mean('valid_after'):.0%} | "
               f"{mean('model_bytes') / 1024:.0f} |")

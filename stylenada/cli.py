@@ -171,10 +171,13 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool, domains: tuple[s
 @click.option("--target", "targets", multiple=True, metavar="TEXT",
               help="With --model: the target text to render, one of its targets or a new one (repeatable: one "
                    "grid row each).")
+@click.option("--new-text", type=click.Choice(["direct", "blend"]), default="direct", show_default=True,
+              help="With --model, a text that is not one of its targets enters at its own CLIP direction (direct) "
+                   "or at the trained blend of two targets nearest to it (blend).")
 @user_errors
 def generate(checkpoint: Path | None, seeds: str, truncation: float, noise_mode: str, out: Path | None,
              outdir: Path | None, batch: int, device: str, force: bool, domains: tuple[str, ...],
-             model_path: Path | None, targets: tuple[str, ...]) -> None:
+             model_path: Path | None, targets: tuple[str, ...], new_text: str) -> None:
     """Render images for a list of seeds, as a grid (--out) or one file per seed (--outdir), optionally with
     domains applied to the generator, or with a multi-domain model (--model) for each --target text."""
     import torch
@@ -205,7 +208,7 @@ def generate(checkpoint: Path | None, seeds: str, truncation: float, noise_mode:
         raise StylenadaError("no generator given: pass CHECKPOINT (or --model RUN_DIR for a multi-domain model)")
     device = str(resolve_device(device))
     if model_path is not None:
-        generators, names = multidomain_generators(model_path, checkpoint, targets, domains, device)
+        generators, names = multidomain_generators(model_path, checkpoint, targets, domains, device, new_text)
     else:
         generators, names = [with_domains(load_generator(checkpoint, device=device), domains)], [""]
     z = z_from_seeds(seed_list, generators[0].z_dim).to(device)
@@ -228,7 +231,7 @@ def generate(checkpoint: Path | None, seeds: str, truncation: float, noise_mode:
 
 
 def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: tuple[str, ...],
-                           domains: tuple[str, ...], device: str) -> tuple[list, list[str]]:
+                           domains: tuple[str, ...], device: str, new_text: str = "direct") -> tuple[list, list[str]]:
     """One generator per --target text of a multi-domain model (each of its own targets when none is given),
     on its base generator (CHECKPOINT when given) with any --domain files added."""
     from .adapt.multidomain import load_base_generator, load_multidomain
@@ -242,11 +245,11 @@ def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: t
     clip_models = load_clip_models(model.clip, device) if model.needs_clip(texts) else None
     base = with_domains(load_base_generator(model, checkpoint, device), domains)
     for text in texts:
-        if model.needs_clip([text]):
+        if new_text == "blend" and model.needs_clip([text]):
             directions = [m.text_direction(model.source, text, model.templates).to(device) for m, _ in clip_models]
             blend = " + ".join(f"{w:.2f} x {t!r}" for t, w in model.nearest_blend(directions)[1].items())
             click.echo(f"{text!r} is a new text: rendered at the trained blend nearest to it, {blend}")
-    return [model.generator_for(base, text, clip_models) for text in texts], texts
+    return [model.generator_for(base, text, clip_models, new_text=new_text) for text in texts], texts
 
 
 @cli.command("random-generator")

@@ -95,6 +95,8 @@ def test_a_trained_model_renders_each_target_and_new_texts(trained, teachers, tm
         model.generator_for(G0, "a purple shape")
     purple = model.generator_for(G0, "a purple shape", teachers)
     assert (_render(purple) - base).abs().max() > 1e-3
+    blended = model.generator_for(G0, "a purple shape", teachers, new_text="blend")
+    assert (_render(blended) - _render(purple)).abs().max() > 1e-4  # another input than the text's own
     # A new text enters the model at the trained input nearest to it: a target's own direction gives the
     # target, a blend of two targets' directions gives that blend.
     dirs = model.teacher_directions()
@@ -131,7 +133,7 @@ def test_train_and_generate_from_the_command_line(tmp_path, capsys):
     assert "model:" in capsys.readouterr().out
     grid = tmp_path / "grid.png"
     assert main(["generate", "--model", str(out), "--target", "a blue shape", "--target", "a purple shape",
-                 "--seeds", "0-3", "--out", str(grid)]) == 0
+                 "--seeds", "0-3", "--out", str(grid), "--new-text", "blend"]) == 0
     assert "'a purple shape' is a new text: rendered at the trained blend nearest to it" in capsys.readouterr().out
     from stylenada.utils.images import load_image
 

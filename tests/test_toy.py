@@ -565,9 +565,11 @@ def test_multidomain_benchmark_quick(tmp_path, capsys):
             "2", "--mixing", "0.5", "--n-eval", "8", "--results", str(tmp_path / "m.jsonl")]
     _benchmark("multidomain").main(argv)
     records = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
-    assert sorted((r["kind"], r["target"], r["held_out"]) for r in records) == [
-        ("multi", "blue", False), ("multi", "orange", False), ("multi", "purple", True),
-        ("single", "blue", False), ("single", "orange", False), ("single", "purple", False)]
-    assert "purple (held out)" in capsys.readouterr().out
+    assert sorted((r["kind"], r["target"], r["held_out"], r.get("new_text")) for r in records) == [
+        ("multi", "blue", False, None), ("multi", "orange", False, None), ("multi", "purple", True, "blend"),
+        ("multi", "purple", True, "direct"), ("single", "blue", False, None), ("single", "orange", False, None),
+        ("single", "purple", False, None)]
+    out = capsys.readouterr().out
+    assert "purple (held out, direct)" in out and "purple (held out, blend)" in out
     _benchmark("multidomain").main(argv)
-    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 6
+    assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 7

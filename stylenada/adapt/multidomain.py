@@ -36,6 +36,8 @@ from .trainer import Trainer
 
 MULTIDOMAIN_VERSION = 1
 GRID_TARGETS = 6  # targets shown in a run's sample grids (one row each)
+# How a text that is not one of the model's targets enters it: its own direction, or the nearest trained blend.
+NEW_TEXT_MODES = ("direct", "blend")
 
 
 def text_condition(directions: list[torch.Tensor]) -> torch.Tensor:
@@ -90,9 +92,12 @@ class MultiDomainModel:
     conditions: torch.Tensor  # [T, C] the training targets' inputs (rendering them needs no CLIP)
     _cond_dims: tuple[int, ...] = ()  # each teacher's share of C (its embedding width)
 
-    def condition(self, text: str, clip_models: list | None = None) -> torch.Tensor:
-        """The input [C] for ``text``: stored for a training target; for a new text, the trained input nearest
-        to its direction (:meth:`nearest_blend`), computed with the teachers."""
+    def condition(self, text: str, clip_models: list | None = None, new_text: str = "direct") -> torch.Tensor:
+        """The input [C] for ``text``: stored for a training target; a new text's direction computed with the
+        teachers, as it is (``new_text='direct'``) or replaced by the trained blend of two targets nearest to
+        it (``'blend'``, :meth:`nearest_blend`)."""
+        if new_text not in NEW_TEXT_MODES:
+            raise StylenadaError(f"unknown new-text mode {new_text!r}; choose one of {', '.join(NEW_TEXT_MODES)}")
         for i, t in enumerate(self.targets):
             if t.strip().lower() == text.strip().lower():
                 return self.conditions[i]
@@ -101,7 +106,10 @@ class MultiDomainModel:
                                  f"needs the model's CLIP teachers ({', '.join(self.clip)})")
         device = self.conditions.device
         directions = [m.text_direction(self.source, text, self.templates).to(device) for m, _ in clip_models]
-        return self.nearest_blend(directions)[0]
+        if len(directions) != len(self.cond_dims):
+            raise StylenadaError(f"the model was trained with {len(self.cond_dims)} CLIP teacher(s), got "
+                                 f"{len(directions)}: load its teachers ({', '.join(self.clip)})")
+        return self.nearest_blend(directions)[0] if new_text == "blend" else text_condition(directions)
 
     def teacher_directions(self) -> list[torch.Tensor]:
         """The training targets' unit directions per teacher, [T, D_t] each (from the stored inputs)."""
@@ -113,9 +121,6 @@ class MultiDomainModel:
         cosine over the teachers), and which blend it is. A new text enters the model where the model was
         trained (its targets and, with ``target_mixing``, the blends between them) instead of at an input it
         never saw."""
-        if len(directions) != len(self.cond_dims):
-            raise StylenadaError(f"the model was trained with {len(self.cond_dims)} CLIP teacher(s), got "
-                                 f"{len(directions)}: load its teachers ({', '.join(self.clip)})")
         train = self.teacher_directions()
         a = torch.linspace(0, 1, steps + 1, device=self.conditions.device)
         best, choice = None, {}
@@ -134,16 +139,17 @@ class MultiDomainModel:
         return list(self._cond_dims)
 
     @torch.no_grad()
-    def domain(self, text: str, clip_models: list | None = None) -> Domain:
+    def domain(self, text: str, clip_models: list | None = None, new_text: str = "direct") -> Domain:
         """The offsets for ``text`` as a domain of the base generator (save it, add it, export it)."""
-        offsets = self.hypernet.split(self.hypernet(self.condition(text, clip_models)[None])[0])
+        offsets = self.hypernet.split(self.hypernet(self.condition(text, clip_models, new_text)[None])[0])
         return Domain({k: v.detach().float().cpu() for k, v in offsets.items()}, self.family, self.config,
                       scope="multidomain", source=self.source, target=text)
 
     def generator_for(self, G_base: Generator, text: str, clip_models: list | None = None,
-                      strength: float = 1.0) -> Generator:
-        """A copy of ``G_base`` adapted to ``text`` (at ``strength``)."""
-        return apply_domains(G_base, [(self.domain(text, clip_models), strength)], source="the multi-domain model")
+                      strength: float = 1.0, new_text: str = "direct") -> Generator:
+        """A copy of ``G_base`` adapted to ``text`` (at ``strength``; ``new_text``: see :meth:`condition`)."""
+        return apply_domains(G_base, [(self.domain(text, clip_models, new_text), strength)],
+                             source="the multi-domain model")
 
     def needs_clip(self, texts: list[str]) -> bool:
         known = {t.strip().lower() for t in self.targets}
@@ -290,5 +296,5 @@ class MultiDomainTrainer(Trainer):
         return make_grid(torch.cat(rows).cpu(), ncols=len(self.fixed_ws))
 
 
-__all__ = ["DomainHypernet", "MultiDomainModel", "MultiDomainTrainer", "load_base_generator", "load_multidomain",
-           "save_multidomain", "text_condition"]
+__all__ = ["NEW_TEXT_MODES", "DomainHypernet", "MultiDomainModel", "MultiDomainTrainer", "load_base_generator",
+           "load_multidomain", "save_multidomain", "text_condition"]
