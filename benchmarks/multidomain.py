@@ -100,7 +100,8 @@ def key(r: dict) -> tuple:
 def summarise(records: list[dict]) -> None:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        label = "single" if r["kind"] == "single" else f"multi (mixing {r['mixing']}, rank {r['rank']})"
+        label = "single" if r["kind"] == "single" else \
+            f"multi on {', '.join(r['train'])} (mixing {r['mixing']}, rank {r['rank']})"
         held = f"held out, {r.get('new_text') or 'direct'}" if r["held_out"] else ""
         groups.setdefault((label, r["iters"], r["target"], held), []).append(r)
     print("| model | steps | target | seeds | success | pixel success | preservation | valid | model KB |")
