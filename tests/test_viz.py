@@ -43,7 +43,8 @@ def tiny_run(tmp_path_factory):
     save_file({k: v.contiguous() for k, v in make_test_clip().model.state_dict().items()}, str(weights))
     run = tmp / "run"
     assert main(["train", "--generator", str(gen), "--source", "photo", "--target", "sketch", "--iters", "3",
-                 "--batch", "2", "--w-batch", "2", "--layers", "adaptive", "--k", "2", "--out", str(run),
+                 "--batch", "2", "--w-batch", "2", "--layers", "adaptive", "--k", "2", "--selection-interval", "1",
+                 "--out", str(run),
                  "--clip", f"{TEST_CLIP}:{weights}", "--templates", "single", "--no-tensorboard",
                  "--sample-every", "1", "--n-samples", "2"]) == 0
     return run
