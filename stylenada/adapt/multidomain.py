@@ -232,12 +232,15 @@ class MultiDomainTrainer(Trainer):
     def before_step(self, record: dict) -> None:
         pass  # a static source and a fixed set of layers
 
+    def adapted_parameters(self, cond: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The trained tensors under the offsets of one condition [C] (with gradient to the model)."""
+        offsets = self.hypernet.split(self.hypernet(cond[None])[0])
+        return {name: self.base[name] + d for name, d in offsets.items()}
+
     def render(self, ws: torch.Tensor, cond: torch.Tensor, noise: list | None) -> torch.Tensor:
         """The adapted images of ``ws`` under the offsets of one condition [C] (with gradient to the model)."""
-        offsets = self.hypernet.split(self.hypernet(cond[None])[0])
-        params = {name: self.base[name] + d for name, d in offsets.items()}
         with self.objective.autocast():
-            return torch.func.functional_call(self.G_train.synthesis, params, (ws,),
+            return torch.func.functional_call(self.G_train.synthesis, self.adapted_parameters(cond), (ws,),
                                               {"noise_mode": self.cfg.noise_mode, "noise": noise}).float()
 
     def render_batch(self) -> tuple[torch.Tensor, torch.Tensor, tuple]:
@@ -289,10 +292,8 @@ class MultiDomainTrainer(Trainer):
         """Fixed latents: the frozen generator on the top row, then one row per target (the first few)."""
         rows = [self.G_frozen.synthesis(self.fixed_ws, noise_mode="const")]
         for cond in self.conditions[:GRID_TARGETS]:
-            offsets = self.hypernet.split(self.hypernet(cond[None])[0])
-            params = {name: self.base[name] + d for name, d in offsets.items()}
-            rows.append(torch.func.functional_call(self.G_train.synthesis, params, (self.fixed_ws,),
-                                                   {"noise_mode": "const"}))
+            rows.append(torch.func.functional_call(self.G_train.synthesis, self.adapted_parameters(cond),
+                                                   (self.fixed_ws,), {"noise_mode": "const"}))
         return make_grid(torch.cat(rows).cpu(), ncols=len(self.fixed_ws))
 
 
