@@ -146,3 +146,20 @@ def test_train_and_generate_from_the_command_line(tmp_path, capsys):
     assert "no target text" in capsys.readouterr().err
     assert main(["train", "--generator", str(GENERATOR), "--targets", str(tmp_path / "missing.txt")]) == 1
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_compact_scope_offsets_only_its_parameters(tmp_path, teachers):
+    """--params affine with --layers late: the model's offsets cover the affine layers of the last W+ entries
+    and nothing else, and a rendered target changes only those tensors of the base generator."""
+    res = adapt(_config(tmp_path / "r", layers="late", iters=2, selection={"k": 2, "params": "affine"}),
+                clip_models=teachers, progress=False)
+    model = load_multidomain(res.generator_path)
+    names = list(model.hypernet.shapes)
+    assert names and all(".affine." in n for n in names)
+    G0 = load_generator(GENERATOR)
+    G1 = model.generator_for(G0, "a blue shape")
+    changed = {n for (n, p), q in zip(G0.synthesis.named_parameters(), G1.synthesis.parameters(), strict=True)
+               if not torch.equal(p, q)}
+    assert changed and changed <= set(names)
+    last = {slot.name for slot in G0.cfg.layout() if slot.w_index >= G0.num_ws - 2}
+    assert all(any(n.startswith(layer + ".") for layer in last) for n in names)
