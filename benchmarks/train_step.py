@@ -32,7 +32,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int,
-            family: str = "stylegan2", interval: int = 1) -> dict:
+            family: str = "stylegan2", interval: int = 1, chunk: int = 2) -> dict:
     import open_clip
     import torch
 
@@ -54,7 +54,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
                       iters=steps + warmup,
                       batch=2, layers=layers, precision=precision, templates="single", sample_every=0,
                       checkpoint_every=0, tensorboard=False, device=device,
-                      selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=interval))
+                      selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=interval, chunk=chunk))
     trainer = Trainer(cfg, clip_models=[(clip, 1.0)])
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
 
@@ -76,7 +76,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
         times.append(time.perf_counter() - t)
     # With re-selection every `interval` steps the steps differ: the mean over whole intervals is the cost.
     per_step = statistics.median(times) if interval == 1 else statistics.mean(times)
-    out = {"family": family, "resolution": res, "layers": layers, "k": k, "interval": interval,
+    out = {"family": family, "resolution": res, "layers": layers, "k": k, "interval": interval, "chunk": chunk,
            "precision": precision, "batch": 2, "device": device,
            "seconds_per_step": per_step, "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", type=int, default=None, help="layers chosen by adaptive strategies (default: num_ws)")
     ap.add_argument("--interval", type=int, default=1,
                     help="re-select every this many steps; give --steps as a multiple (the mean is reported then)")
+    ap.add_argument("--chunk", type=int, default=2, help="latents per selection pass (SelectionConfig.chunk)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -112,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()  # as `stylenada train` does
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
-                    args.family, args.interval)
+                    args.family, args.interval, args.chunk)
         print(json.dumps(r))
         return
     rows = []
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
             for layers in args.layers:
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
                        precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device,
-                       "--family", args.family, "--interval", str(args.interval)]
+                       "--family", args.family, "--interval", str(args.interval), "--chunk", str(args.chunk)]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -137,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     family = "" if args.family == "stylegan2" else f"{args.family}-"
     every = "" if args.interval == 1 else f"-interval{args.interval}"
+    every += "" if args.chunk == 2 else f"-chunk{args.chunk}"
     path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}{every}.json"
     from stylenada.utils.runtime import cpu_description
 
