@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from .adapt.config import NEW_TEXT_MODES
 from .adapt.config import choices as config_choices
 from .clip.models import DEFAULT_CLIP
 from .errors import StylenadaError
@@ -171,7 +172,7 @@ def convert(src: Path, dst: Path, fmt: str | None, force: bool, domains: tuple[s
 @click.option("--target", "targets", multiple=True, metavar="TEXT",
               help="With --model: the target text to render, one of its targets or a new one (repeatable: one "
                    "grid row each).")
-@click.option("--new-text", type=click.Choice(["direct", "blend"]), default="direct", show_default=True,
+@click.option("--new-text", type=click.Choice(list(NEW_TEXT_MODES)), default="direct", show_default=True,
               help="With --model, a text that is not one of its targets enters at its own CLIP direction (direct) "
                    "or at the trained blend of two targets nearest to it (blend).")
 @user_errors
@@ -246,8 +247,8 @@ def multidomain_generators(model_path: Path, checkpoint: Path | None, targets: t
     base = with_domains(load_base_generator(model, checkpoint, device), domains)
     for text in texts:
         if new_text == "blend" and model.needs_clip([text]):
-            directions = [m.text_direction(model.source, text, model.templates).to(device) for m, _ in clip_models]
-            blend = " + ".join(f"{w:.2f} x {t!r}" for t, w in model.nearest_blend(directions)[1].items())
+            _, weights = model.nearest_blend(model.text_directions(text, clip_models))
+            blend = " + ".join(f"{w:.2f} x {t!r}" for t, w in weights.items())
             click.echo(f"{text!r} is a new text: rendered at the trained blend nearest to it, {blend}")
     return [model.generator_for(base, text, clip_models, new_text=new_text) for text in texts], texts
 

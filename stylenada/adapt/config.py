@@ -21,6 +21,9 @@ from .source_text import SOURCE_TEXT_MODES
 from .weighting import WEIGHTINGS
 
 PRECISIONS = ("fp32", "bf16")
+# How a text that is not one of a multi-domain model's targets enters it: its own direction, or the nearest
+# trained blend of two targets (adapt/multidomain.py).
+NEW_TEXT_MODES = ("direct", "blend")
 
 
 def choices() -> dict[str, tuple[str, ...]]:

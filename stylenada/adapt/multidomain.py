@@ -31,13 +31,12 @@ from ..formats.registry import check_file
 from ..models.family import Generator
 from ..utils.images import make_grid
 from ..utils.rundir import RunDir
+from .config import NEW_TEXT_MODES
 from .domains import Domain, apply_domains
 from .trainer import Trainer
 
 MULTIDOMAIN_VERSION = 1
 GRID_TARGETS = 6  # targets shown in a run's sample grids (one row each)
-# How a text that is not one of the model's targets enters it: its own direction, or the nearest trained blend.
-NEW_TEXT_MODES = ("direct", "blend")
 
 
 def text_condition(directions: list[torch.Tensor]) -> torch.Tensor:
@@ -101,6 +100,11 @@ class MultiDomainModel:
         for i, t in enumerate(self.targets):
             if t.strip().lower() == text.strip().lower():
                 return self.conditions[i]
+        directions = self.text_directions(text, clip_models)
+        return self.nearest_blend(directions)[0] if new_text == "blend" else text_condition(directions)
+
+    def text_directions(self, text: str, clip_models: list | None) -> list[torch.Tensor]:
+        """``text``'s unit direction from the model's source text, per teacher."""
         if clip_models is None:
             raise StylenadaError(f"{text!r} is not one of the model's targets ({', '.join(self.targets)}): a new text "
                                  f"needs the model's CLIP teachers ({', '.join(self.clip)})")
@@ -109,7 +113,7 @@ class MultiDomainModel:
         if len(directions) != len(self.cond_dims):
             raise StylenadaError(f"the model was trained with {len(self.cond_dims)} CLIP teacher(s), got "
                                  f"{len(directions)}: load its teachers ({', '.join(self.clip)})")
-        return self.nearest_blend(directions)[0] if new_text == "blend" else text_condition(directions)
+        return directions
 
     def teacher_directions(self) -> list[torch.Tensor]:
         """The training targets' unit directions per teacher, [T, D_t] each (from the stored inputs)."""
