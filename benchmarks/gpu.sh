@@ -13,3 +13,8 @@ PY=${PY:-.venv/bin/python}
 "$PY" benchmarks/train_step.py --device cuda --res 256 --precision fp32 bf16 --steps 10 --warmup 3
 "$PY" benchmarks/train_step.py --device cuda --res 1024 --precision fp32 bf16 --layers all adaptive --k 18 \
     --steps 10 --warmup 3
+# The 1024 px setting: the paper's two teachers, adaptive k=18, with and without activation checkpointing.
+"$PY" benchmarks/train_step.py --device cuda --res 1024 --precision fp32 bf16 --layers adaptive --k 18 \
+    --clip ViT-B-32 ViT-B-16 --steps 10 --warmup 3
+"$PY" benchmarks/train_step.py --device cuda --res 1024 --precision fp32 bf16 --layers adaptive --k 18 \
+    --clip ViT-B-32 ViT-B-16 --steps 10 --warmup 3 --checkpointing

@@ -1,13 +1,15 @@
 """Seconds per NADA training step and peak memory, per layer strategy.
 
 Random-weight StyleGAN2 (config F, channel multiplier 2) at 256 and 1024 px and a random-weight
-open_clip ViT-B-32 (the architecture of the paper's teacher), batch 2, the full step of the trainer
+open_clip ViT-B-32 (the architecture of the paper's teacher; ``--clip`` names others, e.g. the paper's pair
+ViT-B-32 ViT-B-16), batch 2, the full step of the trainer
 (frozen forward, trainable forward+backward, CLIP on both, Adam step, layer selection when the
 strategy re-selects). Each configuration runs in its own subprocess. Results are printed and written
 to benchmarks/results/train_step-<device>-<precision>.json.
 
     .venv/bin/python benchmarks/train_step.py --res 256 --layers all adaptive --precision fp32 bf16
     .venv/bin/python benchmarks/train_step.py --res 1024 --layers all --steps 2
+    .venv/bin/python benchmarks/train_step.py --res 1024 --layers adaptive --k 17 --interval 4 --steps 4 --checkpointing
 
 Reference figures for the official implementation (rinongal/StyleGAN-nada with its CUDA ops patched to
 run on CPU), measured on the same kind of 2-core machine and given to this project: 12.6 s per step at
@@ -32,7 +34,8 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int,
-            family: str = "stylegan2", interval: int = 1, chunk: int = 2) -> dict:
+            family: str = "stylegan2", interval: int = 1, chunk: int = 2, checkpointing: bool = False,
+            keep_freed: bool = True, clips: tuple[str, ...] = ("ViT-B-32",)) -> dict:
     import open_clip
     import torch
 
@@ -48,14 +51,15 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
     torch.manual_seed(0)
     tmp = Path(tempfile.mkdtemp())
     gen = save_generator(random_generator(family, res), tmp / "g.safetensors")
-    clip = ClipModel(open_clip.create_model("ViT-B-32"), open_clip.get_tokenizer("ViT-B-32"), name="ViT-B-32")
-    clip = clip.to(device)
+    teachers = [(ClipModel(open_clip.create_model(name), open_clip.get_tokenizer(name), name=name).to(device), 1.0)
+                for name in clips]
     cfg = TrainConfig(generator=str(gen), source="photo", target="sketch", out=str(tmp / "run"),
                       iters=steps + warmup,
-                      batch=2, layers=layers, precision=precision, templates="single", sample_every=0,
+                      batch=2, layers=layers, precision=precision, activation_checkpointing=checkpointing,
+                      templates="single", sample_every=0,
                       checkpoint_every=0, tensorboard=False, device=device,
                       selection=SelectionConfig(k=k, w_batch=8, w_steps=1, interval=interval, chunk=chunk))
-    trainer = Trainer(cfg, clip_models=[(clip, 1.0)])
+    trainer = Trainer(cfg, clip_models=teachers)
     trainer.run_dir.mkdir(parents=True, exist_ok=True)
 
     def sync():
@@ -77,6 +81,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
     # With re-selection every `interval` steps the steps differ: the mean over whole intervals is the cost.
     per_step = statistics.median(times) if interval == 1 else statistics.mean(times)
     out = {"family": family, "resolution": res, "layers": layers, "k": k, "interval": interval, "chunk": chunk,
+           "activation_checkpointing": checkpointing, "keep_freed_memory": keep_freed, "clip": list(clips),
            "precision": precision, "batch": 2, "device": device,
            "seconds_per_step": per_step, "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
@@ -99,6 +104,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--interval", type=int, default=1,
                     help="re-select every this many steps; give --steps as a multiple (the mean is reported then)")
     ap.add_argument("--chunk", type=int, default=2, help="latents per selection pass (SelectionConfig.chunk)")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="activation checkpointing of the trainable generator (TrainConfig.activation_checkpointing)")
+    ap.add_argument("--release-memory", action="store_true",
+                    help="leave glibc's malloc returning freed memory to the OS (the default keeps it: faster)")
+    ap.add_argument("--clip", nargs="+", default=["ViT-B-32"],
+                    help="open_clip architectures of the teachers, random weights (the paper: ViT-B-32 ViT-B-16)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"])
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
@@ -109,11 +120,11 @@ def main(argv: list[str] | None = None) -> None:
     from stylenada.utils.runtime import keep_freed_memory
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cpu":
-        keep_freed_memory()  # as `stylenada train` does
+    keep_freed = device == "cpu" and not args.release_memory and keep_freed_memory()  # as `stylenada train` does
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
-                    args.family, args.interval, args.chunk)
+                    args.family, args.interval, args.chunk, args.checkpointing,
+                    keep_freed, tuple(args.clip))
         print(json.dumps(r))
         return
     rows = []
@@ -126,6 +137,8 @@ def main(argv: list[str] | None = None) -> None:
                        "--family", args.family, "--interval", str(args.interval), "--chunk", str(args.chunk)]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
+                cmd += ["--checkpointing"] * args.checkpointing + ["--release-memory"] * args.release_memory
+                cmd += ["--clip", *args.clip]
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-2000:], file=sys.stderr)
@@ -139,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
     family = "" if args.family == "stylegan2" else f"{args.family}-"
     every = "" if args.interval == 1 else f"-interval{args.interval}"
     every += "" if args.chunk == 2 else f"-chunk{args.chunk}"
+    every += "-checkpointing" * args.checkpointing + "-release" * args.release_memory
+    every += "" if args.clip == ["ViT-B-32"] else "-" + "+".join(args.clip)
     path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}{every}.json"
     from stylenada.utils.runtime import cpu_description
 

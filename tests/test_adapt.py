@@ -313,6 +313,18 @@ def test_resume_equals_uninterrupted(gen_path, tmp_path, random_clip):
     assert strip(la) == strip(lb)
 
 
+@pytest.mark.parametrize("layers", ["adaptive", "adaptive_param"])
+def test_activation_checkpointing_trains_the_same(gen_path, tmp_path, random_clip, layers):
+    """Recomputing the trainable generator's activations (selection, probe copy and step) changes no result."""
+    runs = [adapt(make_cfg(gen_path, tmp_path / f"ckpt{on}", iters=3, layers=layers, lambda_l2=1.0,
+                           activation_checkpointing=on), clip_models=[(random_clip, 1.0)], progress=False)
+            for on in (False, True)]
+    a, b = (load_generator(r.generator_path) for r in runs)
+    assert not torch.equal(a.synthesis.b32.conv1.weight, load_generator(gen_path).synthesis.b32.conv1.weight)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=n)
+
+
 def test_resume_after_a_log_line_cut_short(gen_path, tmp_path, random_clip):
     """A kill while appending to metrics.jsonl leaves half a line: the resume drops it (and only a last one)."""
     clips = [(random_clip, 1.0)]

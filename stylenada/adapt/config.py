@@ -101,6 +101,9 @@ class TrainConfig:
     noise_mode: str = "random"  # fresh noise each step, the same for both generators; 'const': fixed maps
     train_mapping: bool = False
     precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the generators; CLIP always runs in fp32)
+    # Recompute the trainable generator's layer activations in the backward pass instead of storing them:
+    # less peak memory (at 1024 px most of it) for about one more forward pass of time.
+    activation_checkpointing: bool = False
 
     layers: str = "adaptive"  # one of STRATEGIES
     selection: SelectionConfig = field(default_factory=SelectionConfig)

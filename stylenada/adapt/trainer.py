@@ -258,6 +258,7 @@ class Trainer:
         G_frozen = load_generator(cfg.generator, device=self.device)
         G_frozen.requires_grad_(False).eval()
         G_train = copy.deepcopy(G_frozen).train()
+        G_train.synthesis.checkpointing = cfg.activation_checkpointing  # (copies made from it inherit it)
         self.G_frozen, self.G_train = G_frozen, G_train
         self.clip_models = list(clip_models) if clip_models is not None else load_clip_models(cfg.clip, self.device)
         self.templates = cfg.templates

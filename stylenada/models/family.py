@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.utils.checkpoint
 from torch import nn
 
 from ..errors import CheckpointError, first_line
@@ -164,6 +165,14 @@ def family_for_config(cfg: Any) -> GeneratorFamily:
     raise CheckpointError(f"no registered generator family has config class {type(cfg).__name__}")
 
 
+def run_layer(layer: nn.Module, checkpointed: bool, *args, **kwargs) -> torch.Tensor:
+    """``layer(*args, **kwargs)``; when ``checkpointed`` and autograd records, its activations are recomputed
+    in the backward pass instead of stored (activation checkpointing: the layer's input is all it keeps)."""
+    if checkpointed and torch.is_grad_enabled():
+        return torch.utils.checkpoint.checkpoint(layer, *args, use_reentrant=False, **kwargs)
+    return layer(*args, **kwargs)
+
+
 def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: int) -> torch.Tensor:
     """Style mixing of W+ codes [N, num_ws, w_dim]: entries from ``cutoff`` on are taken from ``ws2``."""
     assert ws.shape == ws2.shape and 0 <= cutoff <= ws.shape[1]
@@ -173,4 +182,4 @@ def mix_styles(ws: torch.Tensor, ws2: torch.Tensor, cutoff: int) -> torch.Tensor
 
 
 __all__ = ["FAMILIES", "NOISE_MODES", "FieldChecks", "Generator", "GeneratorFamily", "LayoutSlot", "check_config_keys",
-           "family_for_config", "family_of", "get_family", "mix_styles", "register_family"]
+           "family_for_config", "family_of", "get_family", "mix_styles", "register_family", "run_layer"]

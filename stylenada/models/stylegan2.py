@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, mix_styles, register_family
+from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, mix_styles, register_family, run_layer
 from .ops import LRELU_GAIN, bias_act, modulated_conv2d, setup_filter, upfirdn2d, upsample2d
 
 
@@ -261,6 +261,8 @@ class SynthesisBlock(nn.Module):
 class SynthesisNetwork(nn.Module):
     """W+ codes [N, num_ws, w_dim] -> images [N, C, R, R] in about [-1, 1]."""
 
+    checkpointing = False  # recompute each layer's activations in the backward pass (less memory, more time)
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
@@ -317,9 +319,10 @@ class SynthesisNetwork(nn.Module):
             if slot.role == "conv":
                 if x is None:
                     x = block.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1).to(ws.dtype)
-                x = block.get_submodule(slot.name.split(".")[1])(x, w, noise_mode=noise_mode, noise=next(noise_iter))
+                layer = block.get_submodule(slot.name.split(".")[1])
+                x = run_layer(layer, self.checkpointing, x, w, noise_mode=noise_mode, noise=next(noise_iter))
             else:
-                y = block.torgb(x, w)
+                y = run_layer(block.torgb, self.checkpointing, x, w)
                 img = y if img is None else upsample2d(img, block.resample_filter) + y
         return img
 

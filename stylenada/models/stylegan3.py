@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, register_family
+from .family import NOISE_MODES, FieldChecks, GeneratorFamily, check_config_keys, register_family, run_layer
 from .ops import LRELU_GAIN, filtered_lrelu, modulated_conv2d
 from .stylegan2 import FullyConnected, LayerSlot, StyleGenerator
 
@@ -355,6 +355,8 @@ class SynthesisNetwork(nn.Module):
     """W+ codes [N, num_ws, w_dim] -> images [N, C, R, R]: Fourier input, ``num_layers`` layers, ToRGB,
     scaled by ``output_scale``."""
 
+    checkpointing = False  # recompute each layer's activations in the backward pass (less memory, more time)
+
     def __init__(self, cfg: StyleGAN3Config):
         super().__init__()
         self.cfg = cfg
@@ -398,7 +400,8 @@ class SynthesisNetwork(nn.Module):
             f"ws must be [N, {self.num_ws}, {self.w_dim}], got {tuple(ws.shape)}")
         x = self.input(ws[:, 0])
         for i, layer in enumerate(self.layers()):
-            x = layer(x, ws[:, i + 1], update_emas=update_emas)
+            # (the magnitude EMAs are updated once, so never under a recomputing checkpoint)
+            x = run_layer(layer, self.checkpointing and not update_emas, x, ws[:, i + 1], update_emas=update_emas)
         return x * self.cfg.output_scale
 
 
