@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpointing", action="store_true",
                     help="activation checkpointing of the trainable generator (TrainConfig.activation_checkpointing)")
     ap.add_argument("--release-memory", action="store_true",
-                    help="leave glibc's malloc returning freed memory to the OS (the default keeps it: faster)")
+                    help="leave glibc's malloc returning freed memory to the OS, as --checkpointing does (the default "
+                         "keeps it: faster)")
     ap.add_argument("--clip", nargs="+", default=["ViT-B-32"],
                     help="open_clip architectures of the teachers, random weights (the paper: ViT-B-32 ViT-B-16)")
     ap.add_argument("--device", default=None)
@@ -120,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     from stylenada.utils.runtime import keep_freed_memory
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    keep_freed = device == "cpu" and not args.release_memory and keep_freed_memory()  # as `stylenada train` does
+    # The allocator policy of `stylenada train` (utils/runtime.recycle_memory), unless --release-memory.
+    keep_freed = device == "cpu" and not (args.release_memory or args.checkpointing) and keep_freed_memory()
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
                     args.family, args.interval, args.chunk, args.checkpointing,

@@ -349,9 +349,8 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     from .adapt.config import TrainConfig
     from .adapt.layers import SelectionConfig
     from .adapt.trainer import adapt, resume
-    from .utils.runtime import keep_freed_memory
+    from .utils.runtime import recycle_memory
 
-    keep_freed_memory()  # a training process recycles its step's memory (see utils/runtime.py)
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "lambdas" in given:
         given["lambdas"] = parse_lambdas(given["lambdas"])
@@ -362,6 +361,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
         if extra:
             raise StylenadaError(f"--resume continues a run with its saved config; drop {extra} (only --iters may "
                                  "change)")
+        recycle_memory(TrainConfig.from_dict(RunDir.open(resume_dir).load_config()))
         result = resume(resume_dir, iters=given.get("iters"))
     else:
         cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
@@ -369,6 +369,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
         sel = dataclasses.replace(cfg.selection, **{k: v for k, v in given.items() if k in sel_names})
         top = {k: (list(v) if k == "clip" else v) for k, v in given.items() if k not in sel_names}
         cfg = dataclasses.replace(cfg, selection=sel, **top)
+        recycle_memory(cfg)
         result = adapt(cfg)
     m = result.metrics
     click.echo(f"done: {m['steps']} steps, {m['seconds_per_step']:.2f} s/step, CLIP loss "

@@ -256,12 +256,13 @@ def run_row_task(config: dict, eval_n: int, threads: int) -> dict:
         import torch
 
         from .plugins import load_plugins
-        from .utils.runtime import keep_freed_memory
+        from .utils.runtime import recycle_memory
 
         torch.set_num_threads(threads)
         load_plugins()  # CLIP sources and metrics of plugins (the shapes world's tiny CLIPs)
-        keep_freed_memory()
-        complete_run(TrainConfig.from_dict(config), eval_n)
+        cfg = TrainConfig.from_dict(config)
+        recycle_memory(cfg)
+        complete_run(cfg, eval_n)
     except StylenadaError as e:
         outcome["error"] = first_line(e)
     except Exception as e:  # a bug: the row fails with its traceback in sweep.json, the sweep goes on

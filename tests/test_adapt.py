@@ -495,3 +495,13 @@ def test_resume_equals_uninterrupted_on_cuda(gen_path, tmp_path, random_clip):
     a, b = load_generator(full.generator_path), load_generator(resumed.generator_path)
     for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
+
+
+def test_low_memory_runs_return_freed_memory(monkeypatch):
+    """A run with activation checkpointing leaves glibc returning freed memory (recycling fragments the heap)."""
+    from stylenada.utils import runtime
+
+    calls = []
+    monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append(1) or True)
+    assert runtime.recycle_memory(TrainConfig(activation_checkpointing=True)) is False and calls == []
+    assert runtime.recycle_memory(TrainConfig()) is True and calls == [1]

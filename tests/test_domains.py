@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from stylenada.adapt.config import TrainConfig
-from stylenada.adapt.domains import apply_domains, extract_domain, load_domain, parse_domain_spec, save_domain
+from stylenada.adapt.domains import (
+    PARAM_SCOPES,
+    apply_domains,
+    extract_domain,
+    load_domain,
+    parse_domain_spec,
+    save_domain,
+)
 from stylenada.adapt.layers import SelectionConfig
 from stylenada.adapt.trainer import adapt
 from stylenada.cli import main
@@ -15,10 +22,10 @@ from stylenada.models.stylegan2 import Generator, GeneratorConfig
 TINY = GeneratorConfig(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=16)
 
 
-def _run(gen_path, out, clip, target="a sketch", **sel):
+def _run(gen_path, out, clip, target="a sketch", params="stylespace", **sel):
     cfg = TrainConfig(generator=str(gen_path), source="a photo", target=target, out=str(out), iters=3, batch=2,
                       templates="single", sample_every=0, checkpoint_every=0, tensorboard=False, n_samples=2,
-                      lr=0.05, layers="all", selection=SelectionConfig(w_batch=2, params="stylespace", **sel))
+                      lr=0.05, layers="all", selection=SelectionConfig(w_batch=2, params=params, **sel))
     return adapt(cfg, clip_models=[(clip, 1.0)], progress=False)
 
 
@@ -45,6 +52,21 @@ def test_stylespace_run_trains_only_style_offsets_and_its_domain_reproduces_it(b
     assert (res.run_dir / "domain.safetensors").stat().st_size < 100_000
     assert (_render(apply_domains(G0, [(domain, 1.0)])) - _render(G1)).abs().max() <= 1e-5
     assert torch.equal(_render(apply_domains(G0, [(domain, 0.0)])), _render(G0))
+
+
+def test_stylespace_torgb_scope_adds_the_torgb_layers_and_nothing_else(base, tmp_path, random_clip):
+    scope = PARAM_SCOPES["stylespace_torgb"]
+    assert scope("b8.conv0.affine.bias") and scope("b8.torgb.affine.bias")
+    assert scope("b8.torgb.weight") and scope("b32.torgb.bias")
+    assert not scope("b8.torgb.affine.weight") and not scope("b8.conv0.weight") and not scope("b4.const")
+    res = _run(base, tmp_path / "r", random_clip, params="stylespace_torgb")
+    G0, G1 = load_generator(base), load_generator(res.generator_path)
+    changed = {n.removeprefix("synthesis.") for (n, p), q in zip(G0.state_dict().items(), G1.state_dict().values(),
+                                                                 strict=True) if not torch.equal(p, q)}
+    assert any(n.endswith(".torgb.weight") for n in changed) and all(scope(n) for n in changed)
+    domain = load_domain(res.run_dir / "domain.safetensors")
+    assert domain.scope == "stylespace_torgb" and set(domain.deltas) == changed
+    assert (_render(apply_domains(G0, [(domain, 1.0)])) - _render(G1)).abs().max() <= 1e-5
 
 
 def test_domains_add_up_and_refuse_another_architecture(base, tmp_path, random_clip):

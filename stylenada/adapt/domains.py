@@ -4,7 +4,10 @@ Every modulated layer computes its style vector as ``s = A(w) = W w + b``. A Sty
 ICCV'23) is one offset per style channel, ``s + delta``, which is exactly an offset of the affine bias ``b``:
 a run with ``--params stylespace`` trains only those biases, and its domain is their change, a few thousand
 numbers (the sum of the style widths: 6,048 for the convs of a 1024 px config-F generator, 9,088 with the
-ToRGBs) instead of the ~30 M weights of a generator. ``--params affine`` also trains the affine weights.
+ToRGBs) instead of the ~30 M weights of a generator. ``--params affine`` also trains the affine weights;
+``--params stylespace_torgb`` adds to the style offsets the ToRGB layers' own weights and biases, the map from
+features to RGB (a few thousand numbers more), which a new colour may need: a generator that only ever drew red
+recolours cleanly with them and not with style offsets alone (benchmarks/stylespace.py).
 
 A domain file is safetensors: the changed tensors as differences from the base, with the base's family and
 config in the metadata (checked when applied). Domains add up, ``G + a * d1 + b * d2``, and a generator with
@@ -32,6 +35,9 @@ PARAM_SCOPES: dict[str, Callable[[str], bool]] = {
     "full": lambda name: True,
     "stylespace": lambda name: name.endswith(".affine.bias"),
     "affine": lambda name: ".affine." in name,
+    # The style offsets and the ToRGB layers' own weights and biases (how each channel maps to RGB), by
+    # StyleGAN2's layer names (bN.torgb; a StyleGAN3 ToRGB is named like its convs, so it gets stylespace's).
+    "stylespace_torgb": lambda name: name.endswith(".affine.bias") or (".torgb." in name and ".affine." not in name),
 }
 
 

@@ -70,7 +70,7 @@ class SelectionConfig:
     inner_steps: int = 1  # adaptive_param: normalised gradient steps on the copy
     inner_lr: float = 0.01  # adaptive_param: RMS size of the probe's step (in parameter units)
     train_torgb: bool = True  # the ToRGB layers are driven by W+ entries too, and train with them
-    params: str = "full"  # which parameters of the chosen layers train: full | stylespace | affine (domains.py)
+    params: str = "full"  # which parameters of the chosen layers train: full or a domains.PARAM_SCOPES scope
 
 
 @dataclass

@@ -49,7 +49,7 @@ class DemoConfig:
     k: int = 6  # W+ entries (of the tiny generator's 8) that late and the adaptive strategies train
     selection_interval: int = SelectionConfig.interval  # steps between re-selections of the adaptive strategies
     train_torgb: bool = True  # also train the ToRGB layers of the chosen W+ entries (colour lives there)
-    params: str = "full"  # full | stylespace | affine: which parameters of the chosen layers train
+    params: str = "full"  # full, or a compact domain scope (domains.PARAM_SCOPES): which parameters train
     lambda_l2: float = 0.1
     lambda_global: float = 0.0
     lambdas: dict[str, float] = field(default_factory=dict)  # further registered loss terms, e.g. {"angle": 1}

@@ -11,6 +11,13 @@ log = logging.getLogger(__name__)
 _done = False
 
 
+def recycle_memory(cfg) -> bool:
+    """The allocator policy of a training process (a ``TrainConfig``): :func:`keep_freed_memory` (faster), unless
+    the run asked for low memory with ``activation_checkpointing``: glibc's heap then fragments, and at 1024 px
+    the recycled blocks add about half to the peak footprint (benchmarks/train_step.py --release-memory)."""
+    return False if cfg.activation_checkpointing else keep_freed_memory()
+
+
 def keep_freed_memory() -> bool:
     """Ask glibc's malloc to keep freed memory for reuse instead of returning it to the OS.
 
