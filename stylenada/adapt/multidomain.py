@@ -33,7 +33,7 @@ from ..utils.images import make_grid
 from ..utils.rundir import RunDir
 from .config import NEW_TEXT_MODES
 from .domains import Domain, apply_domains
-from .trainer import Trainer
+from .trainer import Trainer, generator_optimizer
 
 MULTIDOMAIN_VERSION = 1
 GRID_TARGETS = 6  # targets shown in a run's sample grids (one row each)
@@ -229,9 +229,7 @@ class MultiDomainTrainer(Trainer):
             torch.manual_seed(cfg.seed)
             self.hypernet = DomainHypernet(self.conditions.shape[1], shapes, cfg.multi_rank,
                                            cfg.multi_hidden).to(self.device)
-        ratio = cfg.g_reg_every / (cfg.g_reg_every + 1)
-        self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=cfg.lr * ratio,
-                                          betas=(0**ratio, 0.99**ratio))
+        self.optimizer = generator_optimizer(list(self.hypernet.parameters()), cfg, self.device)
 
     def before_step(self, record: dict) -> None:
         pass  # a static source and a fixed set of layers
