@@ -16,6 +16,7 @@ printed.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py                # both parts, the study's settings
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part train --seeds 0 1 2
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --seeds 0 1 2   # blue + outline
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part capacity --tasks colour --scopes stylespace \
         --steps 1000                                                          # longer fits of one scope
 """
@@ -57,6 +58,8 @@ TRAIN = [("colour", "full", 0.0045, 0.1),
 SEEDED = [("colour", "stylespace_torgb", 0.03, 0.1), ("style", "stylespace", 0.1, 0.1),
           ("style", "stylespace_torgb", 0.03, 0.1), ("colour", "full", 0.0045, 0.1), ("style", "full", 0.0045, 0.1)]
 METRICS = ("target_success", "preservation", "valid_after", "pixel_success")
+# (task, params, lr, lambda_l2) of the two domains composed (the settings that met the bars above).
+COMPOSE = [("colour", "stylespace_torgb", 0.03, 0.1), ("style", "stylespace", 0.1, 0.1)]
 
 
 def scope_filter(scope: str):
@@ -148,7 +151,49 @@ def run_train(task: str, params: str, lr: float, lambda_l2: float, seed: int, it
             "train_seconds": m["train_seconds"]}
 
 
+def run_compose(seed: int, iters: int, n_eval: int) -> dict:
+    """Two domains trained apart (COMPOSE: blue, outline) and applied together to the base generator: the
+    share of the demo's evaluation samples that are both blue and outlined (reader, and pixel statistics),
+    with shape, size and position kept; each domain alone for reference."""
+    from stylenada.adapt.domains import apply_domains, load_domain
+    from stylenada.formats import load_generator
+    from stylenada.toy.demo import GENERATOR, DemoConfig, run_demo
+    from stylenada.toy.reader import VALID_MAX_ERROR, load_reader
+    from stylenada.toy.tasks import CATEGORICAL, POSITION_TOLERANCE, SIZE_TOLERANCE, pixel_attribute
+
+    reader = load_reader()
+    G0 = load_generator(str(GENERATOR)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        domains = []
+        for task, params, lr, l2 in COMPOSE:
+            m = run_demo(DemoConfig(task=task, params=params, lr=lr, lambda_l2=l2, iters=iters, seed=seed,
+                                    n_eval=n_eval, out=str(Path(tmp) / task)), progress=False)
+            domains.append(load_domain(Path(m["run_dir"]) / "domain.safetensors"))
+    with torch.no_grad():
+        ws = G0.mapping(torch.randn(n_eval, G0.z_dim, generator=torch.Generator().manual_seed(0)))
+        before = G0.synthesis(ws, noise_mode="const")
+        outs = {name: apply_domains(G0, [(d, 1.0) for d in ds]).synthesis(ws, noise_mode="const")
+                for name, ds in (("blue", domains[:1]), ("outline", domains[1:]), ("blue+outline", domains))}
+    _, attrs_b = reader.validity(before)
+    row = {"part": "compose", "seed": seed, "iters": iters, "domains": [list(c) for c in COMPOSE]}
+    for name, after in outs.items():
+        err, attrs_a = reader.validity(after)
+        colours, styles = pixel_attribute(after, "colour"), pixel_attribute(after, "style")
+        kept = [all(getattr(a, k) == getattr(b, k) for k in CATEGORICAL if k not in ("colour", "style"))
+                and abs(a.x - b.x) <= POSITION_TOLERANCE and abs(a.y - b.y) <= POSITION_TOLERANCE
+                and abs(a.size - b.size) <= SIZE_TOLERANCE for a, b in zip(attrs_a, attrs_b, strict=True)]
+        row[name] = {"blue": sum(a.colour == "blue" for a in attrs_a) / n_eval,
+                     "outline": sum(a.style == "outline" for a in attrs_a) / n_eval,
+                     "both": sum(a.colour == "blue" and a.style == "outline" for a in attrs_a) / n_eval,
+                     "pixel_both": sum(c == "blue" and t == "outline" for c, t in zip(colours, styles,
+                                                                                     strict=True)) / n_eval,
+                     "kept": sum(kept) / n_eval, "valid_after": float((err < VALID_MAX_ERROR).float().mean())}
+    return row
+
+
 def key(r: dict) -> tuple:
+    if r["part"] == "compose":
+        return ("compose", r["seed"], r["iters"])
     if r["part"] == "capacity":
         return ("capacity", r["task"], r["params"], r["lr"], r["steps"])
     return ("train", r["task"], r["params"], r["lr"], r["lambda_l2"], r["seed"], r["iters"])
@@ -168,6 +213,18 @@ def summarise(records: list[dict]) -> None:
             c = next(r["target_ceiling"] for r in cap if r["task"] == task)
             print(f"({task} targets themselves: success {c['target_success']:.0%}, preserved {c['preservation']:.0%},"
                   f" valid {c['valid_after']:.0%})")
+    comp = sorted((r for r in records if r["part"] == "compose"), key=lambda r: r["seed"])
+    if comp:
+        print("\ncomposed domains (each trained alone, applied together at strength 1; reader on the demo's latents)")
+        print("| generator | seeds | blue | outline | both | both (pixels) | shape, size, position kept | valid |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+        for name in ("blue", "outline", "blue+outline"):
+            def cell(k: str, name=name) -> str:
+                each = " ".join(f"{r[name][k]:.0%}" for r in comp)
+                return f"{statistics.mean(r[name][k] for r in comp):.0%} ({each})"
+
+            print(f"| {name} | {len(comp)} | {cell('blue')} | {cell('outline')} | {cell('both')} | "
+                  f"{cell('pixel_both')} | {cell('kept')} | {cell('valid_after')} |")
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         if r["part"] == "train":
@@ -191,7 +248,8 @@ def summarise(records: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--part", choices=["capacity", "train", "both"], default="both")
+    ap.add_argument("--part", choices=["capacity", "train", "compose", "both"], default="both",
+                    help="'both': capacity and train; 'compose' runs alone")
     ap.add_argument("--steps", type=int, default=300, help="Adam steps of each capacity fit")
     ap.add_argument("--tasks", nargs="+", default=["colour", "style"], help="tasks of the capacity fits")
     ap.add_argument("--scopes", nargs="*", default=None, help="only these scopes' capacity fits (default: all)")
@@ -220,6 +278,11 @@ def main(argv: list[str] | None = None) -> None:
             if row not in rows:
                 rows.add([run_train(task, params, lr, l2, seed, args.iters, args.n_eval)])
                 print(f"train {task} {params} lr {lr} lambda_l2 {l2} seed {seed}: done", flush=True)
+    if args.part == "compose":
+        for seed in args.seeds:
+            if {"part": "compose", "seed": seed, "iters": args.iters} not in rows:
+                rows.add([run_compose(seed, args.iters, args.n_eval)])
+                print(f"compose seed {seed}: done", flush=True)
     summarise(rows.records)
 
 
