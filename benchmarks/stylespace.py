@@ -62,10 +62,13 @@ METRICS = ("target_success", "preservation", "valid_after", "pixel_success")
 COMPOSE = [("colour", "stylespace_torgb", 0.03, 0.1), ("style", "stylespace", 0.1, 0.1)]
 
 
-def scope_filter(scope: str):
-    from stylenada.adapt.domains import PARAM_SCOPES
+def scope_filter(G, scope: str):
+    """Which of G's synthesis parameter names a scope trains (a --params scope, or a reference scope)."""
+    from stylenada.adapt.domains import scope_members
 
-    return REFERENCE_SCOPES.get(scope) or PARAM_SCOPES[scope]
+    if scope in REFERENCE_SCOPES:
+        return REFERENCE_SCOPES[scope]
+    return scope_members(G, scope).__contains__
 
 
 def supervised_targets(task: str, images: torch.Tensor, reader) -> torch.Tensor:
@@ -113,7 +116,7 @@ def run_capacity(task: str, scope: str, lr: float, steps: int, n_fit: int, batch
         img_fit, img_eval = G0.synthesis(ws_fit, noise_mode="const"), G0.synthesis(ws_eval, noise_mode="const")
     target_fit, target_eval = supervised_targets(task, img_fit, reader), supervised_targets(task, img_eval, reader)
     G = copy.deepcopy(G0).requires_grad_(False)
-    keep = scope_filter(scope)
+    keep = scope_filter(G, scope)
     params = [p.requires_grad_(True) for name, p in G.synthesis.named_parameters() if keep(name)]
     opt = torch.optim.Adam(params, lr=lr)
     rng = torch.Generator().manual_seed(0)

@@ -5,12 +5,12 @@ import torch
 
 from stylenada.adapt.config import TrainConfig
 from stylenada.adapt.domains import (
-    PARAM_SCOPES,
     apply_domains,
     extract_domain,
     load_domain,
     parse_domain_spec,
     save_domain,
+    scope_members,
 )
 from stylenada.adapt.layers import SelectionConfig
 from stylenada.adapt.trainer import adapt
@@ -55,10 +55,10 @@ def test_stylespace_run_trains_only_style_offsets_and_its_domain_reproduces_it(b
 
 
 def test_stylespace_torgb_scope_adds_the_torgb_layers_and_nothing_else(base, tmp_path, random_clip):
-    scope = PARAM_SCOPES["stylespace_torgb"]
-    assert scope("b8.conv0.affine.bias") and scope("b8.torgb.affine.bias")
-    assert scope("b8.torgb.weight") and scope("b32.torgb.bias")
-    assert not scope("b8.torgb.affine.weight") and not scope("b8.conv0.weight") and not scope("b4.const")
+    members = scope_members(load_generator(base), "stylespace_torgb")
+    assert {"b8.conv0.affine.bias", "b8.torgb.affine.bias", "b8.torgb.weight", "b32.torgb.bias"} <= members
+    assert not members & {"b8.torgb.affine.weight", "b8.conv0.weight", "b4.const"}
+    scope = members.__contains__
     res = _run(base, tmp_path / "r", random_clip, params="stylespace_torgb")
     G0, G1 = load_generator(base), load_generator(res.generator_path)
     changed = {n.removeprefix("synthesis.") for (n, p), q in zip(G0.state_dict().items(), G1.state_dict().values(),
@@ -67,6 +67,17 @@ def test_stylespace_torgb_scope_adds_the_torgb_layers_and_nothing_else(base, tmp
     domain = load_domain(res.run_dir / "domain.safetensors")
     assert domain.scope == "stylespace_torgb" and set(domain.deltas) == changed
     assert (_render(apply_domains(G0, [(domain, 1.0)])) - _render(G1)).abs().max() <= 1e-5
+
+
+def test_scopes_follow_layer_roles_in_every_family():
+    """A StyleGAN3 ToRGB is named like its convs (L<i>_<size>_<channels>): the scope finds it by its role."""
+    from stylenada.models.stylegan3 import Generator as SG3
+    from stylenada.models.stylegan3 import StyleGAN3Config
+
+    G = SG3(StyleGAN3Config(resolution=16, z_dim=16, w_dim=16, channel_base=256, channel_max=16, mapping_layers=2))
+    torgb = G.cfg.layout()[-1].name
+    extra = scope_members(G, "stylespace_torgb") - scope_members(G, "stylespace")
+    assert extra == {f"{torgb}.weight", f"{torgb}.bias"}
 
 
 def test_domains_add_up_and_refuse_another_architecture(base, tmp_path, random_clip):

@@ -30,15 +30,30 @@ from ..formats.registry import check_file, describe
 from ..models.family import Generator
 
 DOMAIN_VERSION = 1
-# Which synthesis parameters a run may train (applied on top of the layer strategy's choice), by name.
-PARAM_SCOPES: dict[str, Callable[[str], bool]] = {
-    "full": lambda name: True,
-    "stylespace": lambda name: name.endswith(".affine.bias"),
-    "affine": lambda name: ".affine." in name,
-    # The style offsets and the ToRGB layers' own weights and biases (how each channel maps to RGB), by
-    # StyleGAN2's layer names (bN.torgb; a StyleGAN3 ToRGB is named like its convs, so it gets stylespace's).
-    "stylespace_torgb": lambda name: name.endswith(".affine.bias") or (".torgb." in name and ".affine." not in name),
+# Which synthesis parameters a run may train (applied on top of the layer strategy's choice): a predicate of
+# the parameter's name and the role of the layer that holds it ('conv', 'torgb', 'input'; see scope_members).
+PARAM_SCOPES: dict[str, Callable[[str, str], bool]] = {
+    "full": lambda name, layer: True,
+    "stylespace": lambda name, layer: name.endswith(".affine.bias"),
+    "affine": lambda name, layer: ".affine." in name,
+    # The style offsets and the ToRGB layers' own weights and biases (how each channel maps to RGB).
+    "stylespace_torgb": lambda name, layer: name.endswith(".affine.bias") or (layer == "torgb"
+                                                                              and ".affine." not in name),
 }
+
+
+def scope_members(G: Generator, scope: str) -> set[str]:
+    """The names of ``G``'s synthesis parameters in ``scope``; a layer's role comes from the family's layout
+    (StyleGAN2's ``b32.torgb`` and StyleGAN3's last layer are both 'torgb'); other tensors (a const input)
+    have the role 'other'."""
+    roles = {slot.name: slot.role for slot in G.cfg.layout()}
+    keep = PARAM_SCOPES[scope]
+    members = set()
+    for name, _ in G.synthesis.named_parameters():
+        layer = next((roles[n] for n in roles if name.startswith(n + ".")), "other")
+        if keep(name, layer):
+            members.add(name)
+    return members
 
 
 @dataclass
@@ -65,11 +80,11 @@ def extract_domain(G_base: Generator, G_adapted: Generator, scope: str, source: 
     if scope not in PARAM_SCOPES or scope == "full":
         compact = ", ".join(k for k in PARAM_SCOPES if k != "full")
         raise StylenadaError(f"a domain is extracted for a compact --params scope ({compact}), got {scope!r}")
-    keep = PARAM_SCOPES[scope]
+    keep = scope_members(G_base, scope)
     base = dict(G_base.synthesis.named_parameters())
     deltas = {}
     for name, p in G_adapted.synthesis.named_parameters():
-        if keep(name):
+        if name in keep:
             d = (p.detach().float() - base[name].detach().float()).cpu()
             if d.abs().max() > 0:
                 deltas[name] = d
@@ -136,4 +151,5 @@ def parse_domain_spec(spec: str) -> tuple[str, float]:
 
 
 __all__ = ["Domain", "PARAM_SCOPES", "apply_domains", "extract_domain", "load_domain", "parse_domain_spec",
+           "scope_members",
            "save_domain"]

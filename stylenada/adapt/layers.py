@@ -32,7 +32,7 @@ from torch import nn
 
 from ..errors import StylenadaError
 from ..models.family import Generator
-from .domains import PARAM_SCOPES
+from .domains import scope_members
 
 if TYPE_CHECKING:
     from .trainer import NadaObjective
@@ -148,9 +148,9 @@ class LayerStrategy:
             return None
         selection = self._select(step, objective)
         if self.cfg.params != "full":  # a compact domain: only the scope's parameters of the chosen layers
-            keep = PARAM_SCOPES[self.cfg.params]
+            keep = scope_members(self.G, self.cfg.params)
             for name, p in self.G.synthesis.named_parameters():
-                if p.requires_grad and not keep(name):
+                if p.requires_grad and name not in keep:
                     p.requires_grad_(False)
         selection.trained_parameters = self.trained_parameters()
         return selection
