@@ -208,3 +208,51 @@ def test_angle_consistency_sees_collapse_not_a_shared_rotation():
     assert angle_consistency_loss(step, frozen) < loss
     assert angle_consistency_loss(frozen[:1], frozen[:1]).item() == 0.0  # one sample: no pair
     assert "angle" in LOSS_TERMS
+
+
+def test_moment_directional_loss_rewards_a_shared_shift_and_punishes_collapse():
+    """A shift of every sample along the text direction costs ~0; the same mean shift with the batch
+    collapsed onto one embedding pays for the lost spread; a shift against the text costs ~2; per-image
+    directions that only agree on average are not punished the way the plain directional loss punishes them."""
+    from stylenada.adapt.losses import LOSS_TERMS, moment_directional_loss
+
+    g = torch.Generator().manual_seed(0)
+    frozen = F.normalize(torch.randn(16, 32, generator=g), dim=-1) * 5
+    t = F.normalize(torch.randn(32, generator=g), dim=-1)
+    shifted = F.normalize(frozen, dim=-1) + 0.05 * t
+    shared = moment_directional_loss(shifted, frozen, t)
+    assert shared.item() < 0.01
+    collapsed = F.normalize(frozen, dim=-1).mean(0, keepdim=True).expand_as(frozen) + 0.05 * t
+    lost_spread = moment_directional_loss(collapsed, frozen, t) - moment_directional_loss(collapsed, frozen, t, 0)
+    assert lost_spread.item() > 0.5
+    assert moment_directional_loss(F.normalize(frozen, dim=-1) - 0.05 * t, frozen, t).item() > 1.9
+    # per-image directions: half the samples move along t + u, half along t - u (u orthogonal to t)
+    u = F.normalize(torch.randn(32, generator=g) - (torch.randn(32, generator=g) @ t) * t, dim=-1)
+    u = F.normalize(u - (u @ t) * t, dim=-1)
+    sign = torch.tensor([1.0, -1.0]).repeat(8)[:, None]
+    varied = F.normalize(frozen, dim=-1) + 0.01 * (t + sign * u)
+    assert moment_directional_loss(varied, frozen, t, spread_weight=0).item() < 0.01
+    assert directional_loss(varied, frozen, t).item() > 0.2
+    # finite gradient at zero change (step 0)
+    e = frozen.clone().requires_grad_(True)
+    moment_directional_loss(e, frozen, t).backward()
+    assert torch.isfinite(e.grad).all() and e.grad.abs().sum() > 0
+    assert "moments" in LOSS_TERMS
+
+
+
+def test_spread_loss_sees_collapse_not_a_shared_shift():
+    from stylenada.adapt.losses import LOSS_TERMS, spread_loss
+
+    g = torch.Generator().manual_seed(1)
+    frozen = F.normalize(torch.randn(16, 32, generator=g), dim=-1)
+    assert spread_loss(frozen * 3, frozen).item() < 1e-10  # the embedding's scale does not count
+    mean = frozen.mean(0, keepdim=True)
+    half = spread_loss(mean + 0.5 * (frozen - mean), frozen)
+    full = spread_loss(mean.expand_as(frozen), frozen)
+    assert 0 < half.item() < full.item() and full.item() > 0.5
+    assert spread_loss(frozen[:1], frozen[:1]).item() == 0.0
+    e = frozen.clone().requires_grad_(True)
+    spread_loss(e, frozen).backward()
+    assert torch.isfinite(e.grad).all()
+    assert "spread" in LOSS_TERMS

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import StylenadaError
+
 # Below this norm the image-change direction is treated as undefined (identical images at step 0):
 # the difference is divided by EPS instead of its norm, which keeps the loss finite (value about 1 at a
 # zero change) with a bounded gradient that points along the text direction. Above the numerical noise
@@ -67,6 +69,41 @@ def angle_consistency_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor) ->
     a, b = F.normalize(emb_train, dim=-1), F.normalize(emb_frozen, dim=-1)
     off = ~torch.eye(n, dtype=torch.bool, device=a.device)
     return ((a @ a.T - b @ b.T)[off]).square().mean()
+
+
+def spread_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor) -> torch.Tensor:
+    """Moment matching of the batch's spread: ``|std(a) - std(b)|^2 / |std(b)|^2`` over the unit adapted (a)
+    and frozen (b) embeddings of the same latents, ``std`` per dimension over the batch. 0 for a change shared
+    by every sample (a translation of the batch); up to 1 when the samples collapse onto one look."""
+    assert emb_train.shape == emb_frozen.shape and emb_train.ndim == 2
+    if len(emb_train) < 2:
+        return emb_train.new_zeros(())
+    a, b = F.normalize(emb_train, dim=-1), F.normalize(emb_frozen, dim=-1)
+    std_a = (a.var(dim=0, unbiased=False) + 1e-12).sqrt()
+    std_b = (b.var(dim=0, unbiased=False) + 1e-12).sqrt()
+    return (std_a - std_b).square().sum() / std_b.square().sum().clamp_min(1e-12)
+
+
+def moment_directional_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor, text_direction: torch.Tensor,
+                            spread_weight: float = 1.0) -> torch.Tensor:
+    """Per-image directions with moment matching (SVL-style): the batch's image changes need only agree
+    with the text direction on average (first moment), while the adapted batch keeps the frozen batch's
+    spread (second moment, :func:`spread_loss`).
+
+    ``1 - cos(mean_i d_i, t) + spread_weight * spread_loss``, where ``d_i`` is image i's normalised change
+    (as in :func:`directional_loss`). Unlike the directional loss, one image may move off the text direction
+    if others make up for it (an image-specific direction); a batch whose samples collapse onto one look
+    loses its spread and pays up to ``spread_weight``.
+    """
+    assert emb_train.shape == emb_frozen.shape and emb_train.ndim == 2
+    if text_direction.ndim != 1:
+        raise StylenadaError("the moments term needs one text direction for the whole batch, not one per sample (a "
+                         "multi-domain run): use the spread term beside the clip term instead")
+    a, b = F.normalize(emb_train, dim=-1), F.normalize(emb_frozen, dim=-1)
+    d_img = F.normalize(a - b, dim=-1, eps=ZERO_CHANGE_EPS).mean(dim=0)
+    d_txt = F.normalize(text_direction.to(a.dtype), dim=-1)
+    mean_term = 1 - (F.normalize(d_img, dim=-1, eps=ZERO_CHANGE_EPS) * d_txt).sum()
+    return mean_term + spread_weight * spread_loss(emb_train, emb_frozen) if spread_weight else mean_term
 
 
 def image_direction(emb_source: torch.Tensor, emb_target: torch.Tensor) -> torch.Tensor:
@@ -130,4 +167,20 @@ def global_term(x: TermInputs) -> torch.Tensor:
 def angle_term(x: TermInputs) -> torch.Tensor:
     """The in-domain angle consistency loss against mode collapse, summed over the teachers with their weights."""
     return torch.stack([w * angle_consistency_loss(et, ef) for et, ef, w in
+                        zip(x.emb_train, x.emb_frozen, x.weights, strict=True)]).sum()
+
+
+@register_loss_term("moments")
+def moments_term(x: TermInputs) -> torch.Tensor:
+    """Per-image directions with moment matching (:func:`moment_directional_loss`), summed over the teachers
+    with their weights: a mean-direction CLIP loss that keeps the batch's spread, against mode collapse."""
+    return torch.stack([w * moment_directional_loss(et, ef, d) for et, ef, d, w in
+                        zip(x.emb_train, x.emb_frozen, x.directions, x.weights, strict=True)]).sum()
+
+
+@register_loss_term("spread")
+def spread_term(x: TermInputs) -> torch.Tensor:
+    """The moment matching of the batch's spread alone (:func:`spread_loss`), summed over the teachers with
+    their weights: beside the per-image directional loss (``clip``), against mode collapse."""
+    return torch.stack([w * spread_loss(et, ef) for et, ef, w in
                         zip(x.emb_train, x.emb_frozen, x.weights, strict=True)]).sum()
