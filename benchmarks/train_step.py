@@ -11,10 +11,8 @@ to benchmarks/results/train_step-<device>-<precision>.json.
     .venv/bin/python benchmarks/train_step.py --res 1024 --layers all --steps 2
     .venv/bin/python benchmarks/train_step.py --res 1024 --layers adaptive --k 17 --interval 4 --steps 4 --checkpointing
 
-Reference figures for the official implementation (rinongal/StyleGAN-nada with its CUDA ops patched to
-run on CPU), measured on the same kind of 2-core machine and given to this project: 12.6 s per step at
-256 px, batch 2, ViT-B/32, no layer selection (generator forward+backward alone 7.7 s), and 64 s with
-adaptive selection (k=14).
+The official implementation's step, side by side on the same machine: benchmarks/official_step.py (it
+calls ``measure`` below for our side).
 """
 
 from __future__ import annotations
@@ -107,8 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpointing", action="store_true",
                     help="activation checkpointing of the trainable generator (TrainConfig.activation_checkpointing)")
     ap.add_argument("--release-memory", action="store_true",
-                    help="leave glibc's malloc returning freed memory to the OS, as --checkpointing does (the default "
-                         "keeps it: faster)")
+                    help="return freed memory to the OS (TrainConfig.release_memory; the default recycles it: faster)")
     ap.add_argument("--clip", nargs="+", default=["ViT-B-32"],
                     help="open_clip architectures of the teachers, random weights (the paper: ViT-B-32 ViT-B-16)")
     ap.add_argument("--device", default=None)
@@ -118,11 +115,10 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from stylenada.utils.runtime import keep_freed_memory
+    from stylenada.utils.runtime import set_allocator
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # The allocator policy of `stylenada train` (utils/runtime.recycle_memory), unless --release-memory.
-    keep_freed = device == "cpu" and not (args.release_memory or args.checkpointing) and keep_freed_memory()
+    keep_freed = device == "cpu" and set_allocator(args.release_memory)  # as `stylenada train` does
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
                     args.family, args.interval, args.chunk, args.checkpointing,

@@ -349,7 +349,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
     from .adapt.config import TrainConfig
     from .adapt.layers import SelectionConfig
     from .adapt.trainer import adapt, resume
-    from .utils.runtime import recycle_memory
+    from .utils.runtime import set_allocator
 
     given = {k: v for k, v in options.items() if v is not None and v != ()}
     if "lambdas" in given:
@@ -361,7 +361,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
         if extra:
             raise StylenadaError(f"--resume continues a run with its saved config; drop {extra} (only --iters may "
                                  "change)")
-        recycle_memory(TrainConfig.from_dict(RunDir.open(resume_dir).load_config()))
+        set_allocator(TrainConfig.from_dict(RunDir.open(resume_dir).load_config()).release_memory)
         result = resume(resume_dir, iters=given.get("iters"))
     else:
         cfg = TrainConfig.from_file(config_file) if config_file else TrainConfig()
@@ -369,7 +369,7 @@ def train(config_file: Path | None, resume_dir: Path | None, **options) -> None:
         sel = dataclasses.replace(cfg.selection, **{k: v for k, v in given.items() if k in sel_names})
         top = {k: (list(v) if k == "clip" else v) for k, v in given.items() if k not in sel_names}
         cfg = dataclasses.replace(cfg, selection=sel, **top)
-        recycle_memory(cfg)
+        set_allocator(cfg.release_memory)
         result = adapt(cfg)
     m = result.metrics
     click.echo(f"done: {m['steps']} steps, {m['seconds_per_step']:.2f} s/step, CLIP loss "

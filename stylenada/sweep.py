@@ -256,12 +256,12 @@ def run_row_task(config: dict, eval_n: int, threads: int) -> dict:
         import torch
 
         from .plugins import load_plugins
-        from .utils.runtime import recycle_memory
+        from .utils.runtime import set_allocator
 
         torch.set_num_threads(threads)
         load_plugins()  # CLIP sources and metrics of plugins (the shapes world's tiny CLIPs)
         cfg = TrainConfig.from_dict(config)
-        recycle_memory(cfg)
+        set_allocator(cfg.release_memory)
         complete_run(cfg, eval_n)
     except StylenadaError as e:
         outcome["error"] = first_line(e)

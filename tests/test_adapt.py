@@ -1,6 +1,7 @@
 """The NADA trainer: strategies (who gets gradient), W+ -> layer map, source text, resume, a short run."""
 
 import json
+import os
 
 import pytest
 import torch
@@ -497,11 +498,13 @@ def test_resume_equals_uninterrupted_on_cuda(gen_path, tmp_path, random_clip):
         torch.testing.assert_close(p, q, rtol=0, atol=0, msg=n)
 
 
-def test_low_memory_runs_return_freed_memory(monkeypatch):
-    """A run with activation checkpointing leaves glibc returning freed memory (recycling fragments the heap)."""
+def test_release_memory_leaves_glibc_returning_freed_memory(monkeypatch):
+    """A run with release_memory does not ask glibc to recycle freed memory (recycling fragments the heap)."""
     from stylenada.utils import runtime
 
     calls = []
     monkeypatch.setattr(runtime, "keep_freed_memory", lambda: calls.append(1) or True)
-    assert runtime.recycle_memory(TrainConfig(activation_checkpointing=True)) is False and calls == []
-    assert runtime.recycle_memory(TrainConfig()) is True and calls == [1]
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    assert runtime.set_allocator(TrainConfig(release_memory=True).release_memory) is False and calls == []
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"  # fresh memory in huge pages, where the kernel allows
+    assert runtime.set_allocator(TrainConfig().release_memory) is True and calls == [1]

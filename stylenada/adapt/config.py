@@ -102,8 +102,11 @@ class TrainConfig:
     train_mapping: bool = False
     precision: str = "fp32"  # 'fp32' or 'bf16' (autocast of the generators; CLIP always runs in fp32)
     # Recompute the trainable generator's layer activations in the backward pass instead of storing them:
-    # less peak memory (at 1024 px most of it) for about one more forward pass of time.
+    # less peak memory for about one more forward pass of time.
     activation_checkpointing: bool = False
+    # CPU: return freed memory to the OS after each use instead of recycling it (utils/runtime.py): the least
+    # peak memory (recycled blocks fragment the heap), but each step pays the page faults again (much slower).
+    release_memory: bool = False
 
     layers: str = "adaptive"  # one of STRATEGIES
     selection: SelectionConfig = field(default_factory=SelectionConfig)

@@ -6,16 +6,22 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import logging
+import os
 
 log = logging.getLogger(__name__)
 _done = False
 
 
-def recycle_memory(cfg) -> bool:
-    """The allocator policy of a training process (a ``TrainConfig``): :func:`keep_freed_memory` (faster), unless
-    the run asked for low memory with ``activation_checkpointing``: glibc's heap then fragments, and at 1024 px
-    the recycled blocks add about half to the peak footprint (benchmarks/train_step.py --release-memory)."""
-    return False if cfg.activation_checkpointing else keep_freed_memory()
+def set_allocator(release_memory: bool) -> bool:
+    """The CPU allocator policy of a training process (``TrainConfig.release_memory``); True when freed memory
+    is recycled. By default :func:`keep_freed_memory` (faster). With ``release_memory`` freed memory goes back
+    to the OS (recycled blocks fragment glibc's heap: at 1024 px they add about half to the peak footprint),
+    and PyTorch is asked for transparent huge pages for large tensors (``THP_MEM_ALLOC_ENABLE``, where the
+    kernel allows them), which makes the fresh memory of each step cheaper to fault in (docs/benchmarks.md)."""
+    if release_memory:
+        os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+        return False
+    return keep_freed_memory()
 
 
 def keep_freed_memory() -> bool:
