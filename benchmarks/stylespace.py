@@ -17,6 +17,7 @@ printed.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py                # both parts, the study's settings
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part train --seeds 0 1 2
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --seeds 0 1 2   # blue + outline
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --outline-params stylespace_torgb
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part capacity --tasks colour --scopes stylespace \
         --steps 1000                                                          # longer fits of one scope
 """
@@ -59,7 +60,10 @@ SEEDED = [("colour", "stylespace_torgb", 0.03, 0.1), ("style", "stylespace", 0.1
           ("style", "stylespace_torgb", 0.03, 0.1), ("colour", "full", 0.0045, 0.1), ("style", "full", 0.0045, 0.1)]
 METRICS = ("target_success", "preservation", "valid_after", "pixel_success")
 # (task, params, lr, lambda_l2) of the two domains composed (the settings that met the bars above).
-COMPOSE = [("colour", "stylespace_torgb", 0.03, 0.1), ("style", "stylespace", 0.1, 0.1)]
+# The outline domain's scope is --outline-params, at its lr from the runs above.
+BLUE = ("colour", "stylespace_torgb", 0.03, 0.1)
+OUTLINE = {"stylespace": ("style", "stylespace", 0.1, 0.1),
+           "stylespace_torgb": ("style", "stylespace_torgb", 0.03, 0.1)}
 
 
 def scope_filter(G, scope: str):
@@ -154,8 +158,8 @@ def run_train(task: str, params: str, lr: float, lambda_l2: float, seed: int, it
             "train_seconds": m["train_seconds"]}
 
 
-def run_compose(seed: int, iters: int, n_eval: int) -> dict:
-    """Two domains trained apart (COMPOSE: blue, outline) and applied together to the base generator: the
+def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace") -> dict:
+    """Two domains trained apart (BLUE, and OUTLINE[outline]) and applied together to the base generator: the
     share of the demo's evaluation samples that are both blue and outlined (reader, and pixel statistics),
     with shape, size and position kept; each domain alone for reference."""
     from stylenada.adapt.domains import apply_domains, load_domain
@@ -168,7 +172,7 @@ def run_compose(seed: int, iters: int, n_eval: int) -> dict:
     G0 = load_generator(str(GENERATOR)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         domains = []
-        for task, params, lr, l2 in COMPOSE:
+        for task, params, lr, l2 in (BLUE, OUTLINE[outline]):
             m = run_demo(DemoConfig(task=task, params=params, lr=lr, lambda_l2=l2, iters=iters, seed=seed,
                                     n_eval=n_eval, out=str(Path(tmp) / task)), progress=False)
             domains.append(load_domain(Path(m["run_dir"]) / "domain.safetensors"))
@@ -178,7 +182,7 @@ def run_compose(seed: int, iters: int, n_eval: int) -> dict:
         outs = {name: apply_domains(G0, [(d, 1.0) for d in ds]).synthesis(ws, noise_mode="const")
                 for name, ds in (("blue", domains[:1]), ("outline", domains[1:]), ("blue+outline", domains))}
     _, attrs_b = reader.validity(before)
-    row = {"part": "compose", "seed": seed, "iters": iters, "domains": [list(c) for c in COMPOSE]}
+    row = {"part": "compose", "seed": seed, "iters": iters, "domains": [list(BLUE), list(OUTLINE[outline])]}
     for name, after in outs.items():
         err, attrs_a = reader.validity(after)
         colours, styles = pixel_attribute(after, "colour"), pixel_attribute(after, "style")
@@ -196,7 +200,7 @@ def run_compose(seed: int, iters: int, n_eval: int) -> dict:
 
 def key(r: dict) -> tuple:
     if r["part"] == "compose":
-        return ("compose", r["seed"], r["iters"])
+        return ("compose", r["seed"], r["iters"], r["domains"][1][1])
     if r["part"] == "capacity":
         return ("capacity", r["task"], r["params"], r["lr"], r["steps"])
     return ("train", r["task"], r["params"], r["lr"], r["lambda_l2"], r["seed"], r["iters"])
@@ -216,18 +220,23 @@ def summarise(records: list[dict]) -> None:
             c = next(r["target_ceiling"] for r in cap if r["task"] == task)
             print(f"({task} targets themselves: success {c['target_success']:.0%}, preserved {c['preservation']:.0%},"
                   f" valid {c['valid_after']:.0%})")
-    comp = sorted((r for r in records if r["part"] == "compose"), key=lambda r: r["seed"])
-    if comp:
-        print("\ncomposed domains (each trained alone, applied together at strength 1; reader on the demo's latents)")
-        print("| generator | seeds | blue | outline | both | both (pixels) | shape, size, position kept | valid |")
-        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-        for name in ("blue", "outline", "blue+outline"):
-            def cell(k: str, name=name) -> str:
-                each = " ".join(f"{r[name][k]:.0%}" for r in comp)
-                return f"{statistics.mean(r[name][k] for r in comp):.0%} ({each})"
+    comps: dict[str, list[dict]] = {}
+    for r in sorted((r for r in records if r["part"] == "compose"), key=lambda r: r["seed"]):
+        comps.setdefault(r["domains"][1][1], []).append(r)
+    if comps:
+        print("\ncomposed domains (each trained alone, applied together at strength 1; reader on the demo's "
+              "latents)")
+        print("| outline domain | generator | seeds | blue | outline | both | both (pixels) "
+              "| shape, size, position kept | valid |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        for outline, comp in comps.items():
+            for name in ("blue", "outline", "blue+outline"):
+                def cell(k: str, name=name, comp=comp) -> str:
+                    each = " ".join(f"{r[name][k]:.0%}" for r in comp)
+                    return f"{statistics.mean(r[name][k] for r in comp):.0%} ({each})"
 
-            print(f"| {name} | {len(comp)} | {cell('blue')} | {cell('outline')} | {cell('both')} | "
-                  f"{cell('pixel_both')} | {cell('kept')} | {cell('valid_after')} |")
+                print(f"| {outline} | {name} | {len(comp)} | {cell('blue')} | {cell('outline')} | {cell('both')} | "
+                      f"{cell('pixel_both')} | {cell('kept')} | {cell('valid_after')} |")
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         if r["part"] == "train":
@@ -262,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                     help="seeds of the chosen settings (SEEDED); the sweep (TRAIN) runs seed 0")
     ap.add_argument("--n-eval", type=int, default=128)
+    ap.add_argument("--outline-params", choices=sorted(OUTLINE), default="stylespace",
+                    help="scope of the outline domain composed with the blue one (--part compose)")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "stylespace.jsonl"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -283,8 +294,10 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"train {task} {params} lr {lr} lambda_l2 {l2} seed {seed}: done", flush=True)
     if args.part == "compose":
         for seed in args.seeds:
-            if {"part": "compose", "seed": seed, "iters": args.iters} not in rows:
-                rows.add([run_compose(seed, args.iters, args.n_eval)])
+            row = {"part": "compose", "seed": seed, "iters": args.iters,
+                   "domains": [BLUE, OUTLINE[args.outline_params]]}
+            if row not in rows:
+                rows.add([run_compose(seed, args.iters, args.n_eval, args.outline_params)])
                 print(f"compose seed {seed}: done", flush=True)
     summarise(rows.records)
 
