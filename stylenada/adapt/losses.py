@@ -97,8 +97,8 @@ def moment_directional_loss(emb_train: torch.Tensor, emb_frozen: torch.Tensor, t
     """
     assert emb_train.shape == emb_frozen.shape and emb_train.ndim == 2
     if text_direction.ndim != 1:
-        raise StylenadaError("the moments term needs one text direction for the whole batch, not one per sample (a "
-                         "multi-domain run): use the spread term beside the clip term instead")
+        raise StylenadaError("the moments term needs one text direction for the whole batch, not one per sample "
+                             "(a multi-domain run): use the spread term beside the clip term instead")
     a, b = F.normalize(emb_train, dim=-1), F.normalize(emb_frozen, dim=-1)
     d_img = F.normalize(a - b, dim=-1, eps=ZERO_CHANGE_EPS).mean(dim=0)
     d_txt = F.normalize(text_direction.to(a.dtype), dim=-1)
