@@ -105,8 +105,7 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
               help="Weight of a further registered loss term, e.g. --lambda angle=1 (repeatable).")
 @click.option("--lr", type=float, default=None, help="Learning rate [default: the demo's].")
 @click.option("--params", type=click.Choice(list(PARAM_SCOPES)), default=None,
-              help="Which parameters train: full, or a compact domain (stylespace, affine, stylespace_torgb) "
-                   "[default: full].")
+              help="Which parameters train: full, or a compact domain scope (the choices above) [default: full].")
 @click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default=None, help="[default: random]")
 @click.option("--source-text", type=click.Choice(list(SOURCE_TEXT_MODES)), default=None, help="[default: static]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
