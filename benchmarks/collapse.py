@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> None:
               + [(0.0, 0.0, v) for v in args.spread if v > 0])
     todo = [(args.task, args.layers, args.lr, args.iters, args.lambda_l2, a, s, args.n_eval, m, args.target, v)
             for a, m, v in combos for s in args.seeds]
-    todo = [c for c in todo if (*c[:6], c[8], c[9], c[10], c[6]) not in done]
+    fields = ("task", "layers", "lr", "iters", "lambda_l2", "angle", "seed", "n_eval", "moments", "target", "spread")
+    todo = [c for c in todo if key(dict(zip(fields, c, strict=True))) not in done]
     with ProcessPoolExecutor(max_workers=max(args.jobs, 1)) as pool:
         for r in pool.map(run_one, *zip(*todo, strict=True)) if todo else []:
             rows.add([r])
