@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import inspect
 import json
 import math
 import platform
@@ -304,17 +303,15 @@ def timed(step: Callable[[], float], steps: int, warmup: int) -> dict:
 # --------------------------------------------------------------------------------------------------------
 
 def measure_ours(res: int, layers: str, k: int | None, interval: int, steps: int, warmup: int) -> dict:
-    from stylenada.utils.runtime import keep_freed_memory
+    from stylenada.utils.runtime import set_allocator
 
     sys.path.insert(0, str(HERE))
     import train_step
 
-    keep_freed = keep_freed_memory()  # as train_step.py's main and `stylenada train` do on CPU
-    extra: dict[str, Any] = {"family": "stylegan2", "interval": interval, "chunk": 2}
-    if "keep_freed" in inspect.signature(train_step.measure).parameters:
-        extra["keep_freed"] = keep_freed
-    r = train_step.measure(res, layers, "fp32", steps, k, "cpu", warmup, **extra)
-    return r | {"side": "ours", "w_batch": 8, "keep_freed_memory": keep_freed}
+    keep_freed = set_allocator(release_memory=False)  # as train_step.py's main and `stylenada train` do on CPU
+    r = train_step.measure(res, layers, "fp32", steps, k, "cpu", warmup, family="stylegan2", interval=interval,
+                           chunk=2, keep_freed=keep_freed)
+    return r | {"side": "ours", "w_batch": 8}
 
 
 # --------------------------------------------------------------------------------------------------------
