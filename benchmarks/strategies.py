@@ -50,14 +50,20 @@ def key(r: dict) -> tuple:
     return (r["task"], r["layers"], r["weighting"], r["source_text"], r["noise_mode"], r["budget"], r["seed"])
 
 
+def recipe(r: dict) -> tuple:
+    """The training settings a record was made with beyond its key: learning rate and further loss terms."""
+    return r.get("lr", STUDY_LR), tuple(sorted(r.get("lambdas", {}).items()))
+
+
 def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode: str, budget: str, seed: int,
-            iters: int, seconds: float, n_eval: int) -> dict:
-    """One adaptation with the demo's settings, judged by the demo's metrics."""
+            iters: int, seconds: float, n_eval: int, lr: float = STUDY_LR, lambdas: dict | None = None) -> dict:
+    """One adaptation with the demo's settings (or ``lr`` and further loss terms ``lambdas``), judged by the
+    demo's metrics."""
     from stylenada.toy.demo import DemoConfig, run_demo
 
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text, seed=seed, lr=STUDY_LR,
-                         selection_interval=STUDY_INTERVAL,
+        cfg = DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text, seed=seed, lr=lr,
+                         lambdas=dict(lambdas or {}), selection_interval=STUDY_INTERVAL,
                          noise_mode=noise_mode, n_eval=n_eval, out=str(Path(tmp) / "run"),
                          iters=iters if budget == "steps" else 100_000,
                          max_seconds=seconds if budget == "time" else 0.0)
@@ -69,7 +75,7 @@ def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode
     m["fooled_any"] = max(m["fooled"].values()) if m.get("fooled") else 0.0
     return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text,
             "noise_mode": noise_mode, "budget": budget, "seed": seed, "iters": iters, "seconds": seconds,
-            "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "k": cfg.k, **m}
+            "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "lambdas": dict(cfg.lambdas), "k": cfg.k, **m}
 
 
 def _one_thread() -> None:
@@ -181,7 +187,7 @@ def claims(records: list[dict]) -> list[tuple[str, str, str]]:
     if len(pa) >= 3 and len(pa) == len(ad):
         va, vb = statistics.variance(pa), statistics.variance(ad)
         crit = F_CRIT.get(len(pa) - 1)
-        ratio = va / vb if vb > 0 else float("inf")
+        ratio = va / vb if vb > 0 else 1.0 if va == 0 else float("inf")  # both constant: no difference
         v = "not distinguishable" if crit is None or 1 / crit <= ratio <= crit else \
             "confirmed" if ratio > crit else "refuted (more stable than adaptive)"
         rows.append(("Parameter-level selection is unstable (spread of success over seeds, vs adaptive)", v,
@@ -254,24 +260,27 @@ def cell(s: dict, m: str, fmt: str) -> str:
     return fmt.format(mean) if n < 2 or half == 0 else f"{fmt.format(mean)} ± {fmt.format(half)}"
 
 
-def write_report(records: list[dict], doc: Path, command: str) -> None:
+def write_report(records: list[dict], doc: Path, command: str, results: Path, lr: float = STUDY_LR,
+                 lambdas: dict | None = None) -> None:
     from stylenada.toy.demo import DemoConfig
 
     summary = summarise(records)
-    d = DemoConfig(lr=STUDY_LR, iters=STUDY_ITERS)
+    d = DemoConfig(lr=lr, iters=STUDY_ITERS)
+    terms = "".join(f", lambda_{k} {v:g}" for k, v in (lambdas or {}).items())
+    times = ", ".join(sorted({str(r["seconds"]) for r in records if r["budget"] == "time"}))
     seeds = sorted({r["seed"] for r in records})
     lines = ["# Strategy study (shapes world)", "",
              "Every layer strategy x loss weighting x source text on the shapes world's known-answer tasks, adapted "
              "with the demo's other settings and judged on fixed latents by the attribute reader, by plain pixel "
              "statistics, and by how often each teacher is fooled. Mean ± half-width of the 95% t-interval over "
              "seeds.", "",
-             f"Made by: `{command}` (results in `benchmarks/results/strategies.jsonl`, one line per run).", "",
+             f"Made by: `{command}` (results in `{results.resolve().relative_to(ROOT) if results.resolve().is_relative_to(ROOT) else results}`, one line per run).", "",
              f"Settings: batch {d.batch}, lr {d.lr}, lambda_l2 {d.lambda_l2} (initial value for "
-             f"the learned weighting), k {d.k} of 8 W+ entries for late and the adaptive strategies, ToRGBs "
+             f"the learned weighting){terms}, k {d.k} of 8 W+ entries for late and the adaptive strategies, ToRGBs "
              f"{'trained' if d.train_torgb else 'frozen'} with their entries, teachers {', '.join(d.clip)}; "
              f"equal steps: {', '.join(sorted({str(r['iters']) for r in records if r['budget'] == 'steps'}))}; "
-             f"equal time: {', '.join(sorted({str(r['seconds']) for r in records if r['budget'] == 'time'}))} s of "
-             f"training per run (2 runs at a time on 2 cores, one thread each); seeds {seeds}.", "",
+             f"{f'equal time: {times} s of training per run; ' if times else ''}"
+             f"2 runs at a time on 2 cores, one thread each; seeds {seeds}.", "",
              "## The method's claims", "",
              "| claim | verdict | evidence |", "|---|---|---|"]
     for claim, v, ev in claims(records):
@@ -293,7 +302,8 @@ def write_report(records: list[dict], doc: Path, command: str) -> None:
         rows = sorted(g for g in summary if g[0] == task)
         if not rows:
             continue
-        fig = plot_task(summary, task, doc.parent / "figures" / f"strategy-{task}.png")
+        stem = "strategy" if doc.stem == "strategy-study" else doc.stem  # a slice's figures beside its own doc
+        fig = plot_task(summary, task, doc.parent / "figures" / f"{stem}-{task}.png")
         lines += [f"## {task}", "", f"![{task}](figures/{fig.name})", "",
                   "| layers | weighting | source | noise | budget | n | " + " | ".join(n for _, n, _ in METRICS) + " |",
                   "|---|---|---|---|---|---|" + "---|" * len(METRICS)]
@@ -341,14 +351,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--doc", default=str(ROOT / "docs" / "strategy-study.md"))
     ap.add_argument("--full-grid", action="store_true", help="also the learned weighting with dynamic source text")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--lr", type=float, default=STUDY_LR, help="learning rate of every run (a slice with another "
+                                                                "recipe: give it its own --results and --doc)")
+    ap.add_argument("--lambda", dest="lambdas", nargs="+", default=[], metavar="NAME=W",
+                    help="further registered loss terms of every run, e.g. classify=3")
     args = ap.parse_args(argv)
+    lambdas = {}
+    for item in args.lambdas:
+        name, _, weight = item.partition("=")
+        lambdas[name] = float(weight)
+    wanted = (args.lr, tuple(sorted(lambdas.items())))
 
     iters = args.iters
     results = Path(args.results)
     results.parent.mkdir(parents=True, exist_ok=True)
     records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
-    records = [r for r in records if (r["budget"] == "steps" and r["iters"] == iters)
-               or (r["budget"] == "time" and r["seconds"] == args.seconds)]
+    records = [r for r in records if ((r["budget"] == "steps" and r["iters"] == iters)
+               or (r["budget"] == "time" and r["seconds"] == args.seconds)) and recipe(r) == wanted]
     done = {key(r) for r in records}
     if not args.report_only:
         todo = [c for c in plan(args) if c not in done]
@@ -365,15 +384,16 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.jobs <= 1:
             for i, c in enumerate(todo):
-                done(i, run_one(*c, iters, args.seconds, args.n_eval))
+                done(i, run_one(*c, iters, args.seconds, args.n_eval, args.lr, lambdas))
         else:  # one thread per worker: parallel torch threads on few cores slow each other down
             with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread) as pool:
-                futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval): c for c in todo}
+                futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval, args.lr, lambdas): c
+                           for c in todo}
                 for i, fut in enumerate(as_completed(futures)):
                     done(i, fut.result())
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/strategies.py " + " ".join(given or ["--jobs 2"])
-    write_report(records, Path(args.doc), command.strip())
+    write_report(records, Path(args.doc), command.strip(), results, args.lr, lambdas)
     print(f"wrote {args.doc}")
 
 

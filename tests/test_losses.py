@@ -256,3 +256,27 @@ def test_spread_loss_sees_collapse_not_a_shared_shift():
     spread_loss(e, frozen).backward()
     assert torch.isfinite(e.grad).all()
     assert "spread" in LOSS_TERMS
+
+
+def test_classify_asks_for_the_whole_change_where_the_directional_loss_stops():
+    """A half change along the text direction already satisfies the directional loss; the classification
+    term keeps falling until the image is the target, and it is blind to nothing but the two texts."""
+    from stylenada.adapt.losses import LOSS_TERMS, TermInputs, target_classification_loss
+
+    src, tgt = torch.tensor([1.0, 0.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0, 0.0])
+    frozen = F.normalize(torch.tensor([[1.0, 0.0, 0.3, 0.0]]), dim=-1)
+    half = F.normalize(frozen + 0.5 * (tgt - src), dim=-1)
+    whole = F.normalize(frozen + 1.0 * (tgt - src), dim=-1)
+    d = tgt - src
+    assert directional_loss(half, frozen, d).item() < 0.1
+    cls = [target_classification_loss(e, src, tgt, 30.0).item() for e in (frozen, half, whole)]
+    assert cls[0] > cls[1] > cls[2] and cls[2] < 0.05 < cls[0]
+    # per-sample targets (a multi-domain run) give the same value as one shared target
+    assert target_classification_loss(whole, src, tgt[None], 30.0).item() == pytest.approx(cls[2])
+    # the registered term: summed over teachers with their weights, 0 where there is no source text
+    img = torch.zeros(1, 3, 4, 4)
+    x = TermInputs(img, img, [whole, whole], [frozen, frozen], [d, d], [tgt, tgt], [0.5, 0.25],
+                   [src, None], [30.0, 30.0])
+    assert LOSS_TERMS["classify"](x).item() == pytest.approx(0.5 * cls[2])
+    x.source_embeddings = None
+    assert LOSS_TERMS["classify"](x).item() == 0.0

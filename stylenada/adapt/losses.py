@@ -52,6 +52,23 @@ def global_clip_loss(emb_image: torch.Tensor, text_embedding: torch.Tensor) -> t
     return (1 - e @ t.reshape(-1)).mean() if t.ndim == 1 or t.shape[0] == 1 else (1 - (e * t).sum(-1)).mean()
 
 
+def target_classification_loss(emb_image: torch.Tensor, source_embedding: torch.Tensor,
+                               target_embedding: torch.Tensor, logit_scale: float) -> torch.Tensor:
+    """Cross-entropy of the teacher's zero-shot choice between the source and the target text, toward the
+    target: ``-log softmax(s * [cos(e, source), cos(e, target)])[target]``, averaged over the batch.
+
+    Unlike the directional loss, which any step along the text direction satisfies however short, it keeps
+    falling until the teacher is sure: with a teacher that grades partial changes (an interior half filled
+    is half "filled"), it asks for the whole change. ``logit_scale``: the teacher's own (CLIP's 100).
+    target_embedding: [D] or per sample [N, D].
+    """
+    e = F.normalize(emb_image, dim=-1)
+    s = F.normalize(source_embedding.to(e.dtype), dim=-1)
+    t = F.normalize(target_embedding.to(e.dtype), dim=-1)
+    margin = (e * t).sum(-1) - e @ s.reshape(-1) if t.ndim == 2 else e @ (t - s).reshape(-1)
+    return F.softplus(-logit_scale * margin).mean()
+
+
 def l2_loss(img_train: torch.Tensor, img_frozen: torch.Tensor) -> torch.Tensor:
     """Mean squared pixel difference between the two generators' images (both in [-1, 1])."""
     assert img_train.shape == img_frozen.shape
@@ -127,6 +144,8 @@ class TermInputs:
     directions: list[torch.Tensor]  # [D] text (or image-guided) direction per teacher
     target_embeddings: list[torch.Tensor | None]  # [D] target text embedding per teacher (None: image-guided)
     weights: list[float]  # each teacher's ensemble weight
+    source_embeddings: list[torch.Tensor | None] | None = None  # [D] source text embedding per teacher
+    logit_scales: list[float] | None = None  # each teacher's inverse temperature
 
 
 LossTerm = Callable[[TermInputs], torch.Tensor]
@@ -160,6 +179,19 @@ def global_term(x: TermInputs) -> torch.Tensor:
     """The global CLIP loss toward the target text (0 in image-guided mode, which has no target text)."""
     terms = [w * global_clip_loss(et, t) for et, t, w in zip(x.emb_train, x.target_embeddings, x.weights,
                                                               strict=True) if t is not None]
+    return torch.stack(terms).sum() if terms else x.img_train.new_zeros(())
+
+
+@register_loss_term("classify")
+def classify_term(x: TermInputs) -> torch.Tensor:
+    """The teacher's zero-shot classification of the adapted images as target rather than source
+    (:func:`target_classification_loss`), summed over the teachers with their weights (0 in image-guided
+    mode, which has no texts)."""
+    sources = x.source_embeddings or [None] * len(x.weights)
+    scales = x.logit_scales or [100.0] * len(x.weights)
+    terms = [w * target_classification_loss(et, s, t, scale) for et, s, t, scale, w in
+             zip(x.emb_train, sources, x.target_embeddings, scales, x.weights, strict=True)
+             if s is not None and t is not None]
     return torch.stack(terms).sum() if terms else x.img_train.new_zeros(())
 
 

@@ -73,6 +73,7 @@ class NadaObjective:
         self.source = cfg.source
         self.directions: list[torch.Tensor] = []
         self.target_embeddings: list[torch.Tensor | None] = []
+        self.source_embeddings: list[torch.Tensor | None] = []
         self.weighting: LossWeighting = make_weighting("fixed", cfg.loss_weights())  # the trainer sets its own
 
     # --- text and image directions ---------------------------------------------------------------
@@ -82,6 +83,8 @@ class NadaObjective:
             return  # the image-guided direction does not depend on the source text
         self.directions, self.target_embeddings = [], []
         targets = self.cfg.targets or [self.cfg.target]  # several: a multi-domain run's [T, D] per teacher
+        self.source_embeddings = [model.text_embedding(source, self.templates).to(self.device)
+                                  for model, _ in self.clip_models]
         for model, _ in self.clip_models:
             dirs = [model.text_direction(source, t, self.templates).to(self.device) for t in targets]
             embs = [model.text_embedding(t, self.templates).to(self.device) for t in targets]
@@ -94,6 +97,7 @@ class NadaObjective:
         (each target image embedded at its own size: CLIP's preprocessing resizes and crops it)."""
         ws = self.sample_ws(n_source)
         self.directions, self.target_embeddings = [], []
+        self.source_embeddings = [None] * len(self.clip_models)
         for model, _ in self.clip_models:
             src = torch.cat([model.encode_image(self.G_frozen.synthesis(w, noise_mode="const"))
                              for w in ws.split(8)])
@@ -147,7 +151,8 @@ class NadaObjective:
         inputs = TermInputs(img_train, img_frozen, emb_train, emb_frozen,
                             self.directions if directions is None else directions,
                             self.target_embeddings if target_embeddings is None else target_embeddings,
-                            [w for _, w in self.clip_models])
+                            [w for _, w in self.clip_models], self.source_embeddings,
+                            [model.logit_scale for model, _ in self.clip_models])
         return {name: LOSS_TERMS[name](inputs) for name in self.cfg.loss_weights()}
 
     def render_pair(self, G_train: Generator, ws: torch.Tensor,

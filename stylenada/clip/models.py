@@ -232,6 +232,13 @@ class ClipModel(nn.Module):
         return self._embed_dim
 
     @property
+    def logit_scale(self) -> float:
+        """The model's learned inverse temperature of image-text cosines (100 for OpenAI's CLIP; 100 when the
+        model has none)."""
+        scale = getattr(self.model, "logit_scale", None)
+        return float(scale.exp()) if isinstance(scale, torch.Tensor) else 100.0
+
+    @property
     def tokenizer(self):
         if self._tokenizer is None:
             from open_clip import SimpleTokenizer
