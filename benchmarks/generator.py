@@ -3,12 +3,13 @@
 Random-weight generators (StyleGAN2 config F, channel multiplier 2; StyleGAN3 T or R with ``--family``)
 at the given resolutions and batch sizes, on CPU (and CUDA when available). Each configuration runs in
 its own subprocess so that its peak memory is its own. Results: printed, and written to
-benchmarks/results/generator-[<family>-]<device>-<precision>.json (...-modconv.json for a comparison of
-the modulated-conv forms).
+benchmarks/results/generator-[<family>-]<device>-<precision>.json (...-modconv.json / -upconv.json for a
+comparison of the modulated-conv forms / of the upsampling conv's forms).
 
     .venv/bin/python benchmarks/generator.py                      # 256 and 1024 px, batch 1, 2, 4
     .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --repeats 3
     .venv/bin/python benchmarks/generator.py --res 32 256 --batch 8 2 --modconv grouped scaled   # both forms
+    .venv/bin/python benchmarks/generator.py --res 256 --batch 2 --upconv transposed phases        # upsampling
     .venv/bin/python benchmarks/generator.py --family stylegan3 --res 256 --batch 1 --repeats 1   # StyleGAN3 T
 """
 
@@ -27,7 +28,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def measure(res: int, batch: int, device: str, repeats: int, precision: str, modconv: str | None = None,
-            family: str = "stylegan2") -> dict:
+            family: str = "stylegan2", upconv: str | None = None) -> dict:
     import torch
 
     from stylenada.models import ops
@@ -35,6 +36,8 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str, mod
 
     if modconv is not None:
         ops.MODCONV_FORM[torch.device(device).type] = modconv
+    if upconv is not None:
+        ops.UPCONV_FORM[torch.device(device).type] = upconv
 
     if device == "cpu":
         keep_freed_memory()
@@ -64,7 +67,8 @@ def measure(res: int, batch: int, device: str, repeats: int, precision: str, mod
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
     out = {"family": family, "resolution": res, "batch": batch, "device": device, "precision": precision,
-           "modconv": ops.MODCONV_FORM[torch.device(device).type]}
+           "modconv": ops.MODCONV_FORM[torch.device(device).type],
+           "upconv": ops.UPCONV_FORM.get(torch.device(device).type, "transposed")}
     for name, fn in (("forward", fwd), ("forward_backward", fwd_bwd)):
         fn()  # warm-up
         times = []
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--modconv", nargs="+", choices=["grouped", "scaled"], default=[None],
                     help="modulated-conv forms to compare (default: the device's choice in models/ops.py)")
+    ap.add_argument("--upconv", nargs="+", choices=["transposed", "phases"], default=[None],
+                    help="forms of the upsampling layers' stride-2 transposed conv to compare (default: the device's)")
     ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"],
                     help="generator family (stylegan3: config T; stylegan3-r: config R)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # internal: run one configuration
@@ -114,24 +120,29 @@ def main(argv: list[str] | None = None) -> None:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.one:
         print(json.dumps(measure(args.res[0], args.batch[0], device, args.repeats, args.precision, args.modconv[0],
-                                 args.family)))
+                                 args.family, args.upconv[0])))
         return
     rows = []
-    print(f"{'res':>5} {'batch':>5} {'modconv':>8} {'fwd s/img':>10} {'fwd+bwd s/img':>14} {'peak MB':>9}")
+    print(f"{'res':>5} {'batch':>5} {'modconv':>8} {'upconv':>10} {'fwd s/img':>10} {'fwd+bwd s/img':>14} "
+          f"{'peak MB':>9}")
     for res in args.res:
         for batch in args.batch:
             for form in args.modconv:
-                cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device",
-                       device, "--repeats", str(args.repeats), "--precision", args.precision, "--family", args.family]
-                cmd += ["--modconv", form] if form else []
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
-                r = json.loads(out)
-                rows.append(r)
-                print(f"{res:>5} {batch:>5} {r['modconv']:>8} {r['forward_s_per_image']:>10.3f} "
-                      f"{r['forward_backward_s_per_image']:>14.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
+                for upconv in args.upconv:
+                    cmd = [sys.executable, __file__, "--one", "--res", str(res), "--batch", str(batch), "--device",
+                           device, "--repeats", str(args.repeats), "--precision", args.precision,
+                           "--family", args.family]
+                    cmd += ["--modconv", form] if form else []
+                    cmd += ["--upconv", upconv] if upconv else []
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]
+                    r = json.loads(out)
+                    rows.append(r)
+                    print(f"{res:>5} {batch:>5} {r['modconv']:>8} {r['upconv']:>10} {r['forward_s_per_image']:>10.3f} "
+                          f"{r['forward_backward_s_per_image']:>14.3f} {r['peak_mem_mb']:>9.0f}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
-    forms = "-modconv" if args.modconv != [None] else ""  # a comparison of the forms keeps its own file
+    # a comparison of the forms keeps its own file
+    forms = "-modconv" if args.modconv != [None] else "-upconv" if args.upconv != [None] else ""
     family = "" if args.family == "stylegan2" else f"{args.family}-"
     path = RESULTS / f"generator-{family}{tag}-{args.precision}{forms}.json"
     from stylenada.utils.runtime import cpu_description

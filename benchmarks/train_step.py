@@ -10,6 +10,7 @@ to benchmarks/results/train_step-<device>-<precision>.json.
     .venv/bin/python benchmarks/train_step.py --res 256 --layers all adaptive --precision fp32 bf16
     .venv/bin/python benchmarks/train_step.py --res 1024 --layers all --steps 2
     .venv/bin/python benchmarks/train_step.py --res 1024 --layers adaptive --k 17 --interval 4 --steps 4 --checkpointing
+    .venv/bin/python benchmarks/train_step.py --res 256 --layers all --upconv transposed phases   # upsampling forms
 
 The official implementation's step, side by side on the same machine: benchmarks/official_step.py (it
 calls ``measure`` below for our side).
@@ -33,9 +34,14 @@ RESULTS = Path(__file__).parent / "results"
 
 def measure(res: int, layers: str, precision: str, steps: int, k: int | None, device: str, warmup: int,
             family: str = "stylegan2", interval: int = 1, chunk: int = 2, checkpointing: bool = False,
-            keep_freed: bool = True, clips: tuple[str, ...] = ("ViT-B-32",)) -> dict:
+            keep_freed: bool = True, clips: tuple[str, ...] = ("ViT-B-32",), upconv: str | None = None) -> dict:
     import open_clip
     import torch
+
+    from stylenada.models import ops
+
+    if upconv is not None:
+        ops.UPCONV_FORM[torch.device(device).type] = upconv
 
     from stylenada.adapt.config import TrainConfig
     from stylenada.adapt.layers import SelectionConfig
@@ -81,6 +87,7 @@ def measure(res: int, layers: str, precision: str, steps: int, k: int | None, de
     out = {"family": family, "resolution": res, "layers": layers, "k": k, "interval": interval, "chunk": chunk,
            "activation_checkpointing": checkpointing, "keep_freed_memory": keep_freed, "clip": list(clips),
            "precision": precision, "batch": 2, "device": device,
+           "upconv": ops.UPCONV_FORM.get(torch.device(device).type, "transposed"),
            "seconds_per_step": per_step, "seconds_min": min(times), "seconds_all": times}
     if device.startswith("cuda"):
         out["peak_mem_mb"] = torch.cuda.max_memory_allocated() / 2**20
@@ -110,6 +117,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="open_clip architectures of the teachers, random weights (the paper: ViT-B-32 ViT-B-16)")
     ap.add_argument("--device", default=None)
     ap.add_argument("--family", default="stylegan2", choices=["stylegan2", "stylegan3", "stylegan3-r"])
+    ap.add_argument("--upconv", nargs="+", choices=["transposed", "phases"], default=[None],
+                    help="forms of the upsampling conv to compare (default: the device's, models/ops.py)")
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
 
@@ -122,29 +131,29 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         r = measure(args.res[0], args.layers[0], args.precision[0], args.steps, args.k, device, args.warmup,
                     args.family, args.interval, args.chunk, args.checkpointing,
-                    keep_freed, tuple(args.clip))
+                    keep_freed, tuple(args.clip), args.upconv[0])
         print(json.dumps(r))
         return
     rows = []
     print(f"{'res':>5} {'layers':>22} {'prec':>5} {'s/step':>8} {'peak MB':>8}", flush=True)
     for res in args.res:
         for precision in args.precision:
-            for layers in args.layers:
+            for layers, upconv in ((la, u) for la in args.layers for u in args.upconv):
                 cmd = [sys.executable, __file__, "--one", "--res", str(res), "--layers", layers, "--precision",
                        precision, "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", device,
                        "--family", args.family, "--interval", str(args.interval), "--chunk", str(args.chunk)]
                 if args.k is not None:
                     cmd += ["--k", str(args.k)]
                 cmd += ["--checkpointing"] * args.checkpointing + ["--release-memory"] * args.release_memory
-                cmd += ["--clip", *args.clip]
+                cmd += ["--clip", *args.clip] + (["--upconv", upconv] if upconv else [])
                 proc = subprocess.run(cmd, capture_output=True, text=True)
                 if proc.returncode != 0:
                     print(proc.stderr[-2000:], file=sys.stderr)
                     raise SystemExit(f"benchmark failed for {res}px {layers} {precision}")
                 r = json.loads(proc.stdout.splitlines()[-1])
                 rows.append(r)
-                print(f"{res:>5} {layers:>22} {precision:>5} {r['seconds_per_step']:>8.2f} {r['peak_mem_mb']:>8.0f}",
-                      flush=True)
+                print(f"{res:>5} {layers:>22} {precision:>5} {r['seconds_per_step']:>8.2f} {r['peak_mem_mb']:>8.0f}"
+                      f"{'  ' + r['upconv'] if upconv else ''}", flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     tag = "cpu" if device == "cpu" else torch.cuda.get_device_name().replace(" ", "_")
     family = "" if args.family == "stylegan2" else f"{args.family}-"
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     every += "" if args.chunk == 2 else f"-chunk{args.chunk}"
     every += "-checkpointing" * args.checkpointing + "-release" * args.release_memory
     every += "" if args.clip == ["ViT-B-32"] else "-" + "+".join(args.clip)
+    every += "" if args.upconv == [None] else "-upconv"
     path = RESULTS / f"train_step-{family}{tag}-{'-'.join(args.precision)}-{'-'.join(map(str, args.res))}{every}.json"
     from stylenada.utils.runtime import cpu_description
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylenada.models.ops import modulated_conv2d, setup_filter, upfirdn2d
+from stylenada.models.ops import conv_transpose2d_stride2, modulated_conv2d, setup_filter, upfirdn2d
 
 
 def naive_upfirdn2d(x, f1d, up, down, pad, gain):
@@ -70,3 +70,25 @@ def test_modulated_conv_forms_agree_in_float32_and_without_demodulation():
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     with pytest.raises(ValueError, match="form"):
         modulated_conv2d(x, w, s, form="fused")
+
+
+@pytest.mark.parametrize("form", ["transposed", "phases"])
+@pytest.mark.parametrize("k,groups", [(3, 1), (3, 2), (4, 1), (2, 3)])
+def test_stride2_transposed_conv_forms_equal_conv_transpose2d(form, k, groups):
+    """Both forms of the upsampling conv, values and gradients, against PyTorch's conv_transpose2d given the
+    in/out-swapped weight (per group)."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4 * groups, 5, 7, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3 * groups, 4, k, k, dtype=torch.float64, requires_grad=True)
+    got = conv_transpose2d_stride2(x, w, groups=groups, form=form)
+    wt = w.reshape(groups, 3, 4, k, k).transpose(1, 2).reshape(groups * 4, 3, k, k)
+    want = F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    assert got.shape == want.shape == (2, 3 * groups, 2 * 5 - 2 + k, 2 * 7 - 2 + k)
+    torch.testing.assert_close(got, want)
+    g = torch.randn_like(want)
+    gx, gw = torch.autograd.grad(got, (x, w), g)
+    hx, hw = torch.autograd.grad(want, (x, w), g)
+    torch.testing.assert_close(gx, hx)
+    torch.testing.assert_close(gw, hw)
+    with pytest.raises(ValueError, match="form"):
+        conv_transpose2d_stride2(x, w, groups=groups, form="winograd")

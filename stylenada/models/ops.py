@@ -128,6 +128,40 @@ def bias_act(
 MODCONV_FORM = {"cpu": "scaled", "cuda": "scaled"}
 
 
+# How each device type runs the stride-2 transposed convolution of upsampling layers: "transposed" (one
+# conv_transpose2d) or "phases" (four small regular convolutions, one per output pixel phase; the same
+# numbers). oneDNN runs a 3x3 convolution ~1.6x faster per multiply-add than the transposed one, but not the
+# phases' 2x2/2x1/1x1 kernels: "phases" was 10% slower at 256 px on CPU
+# (``benchmarks/generator.py --res 256 --batch 2 --upconv transposed phases``), so both devices keep one call.
+UPCONV_FORM = {"cpu": "transposed", "cuda": "transposed"}
+
+
+def conv_transpose2d_stride2(x: torch.Tensor, weight: torch.Tensor, groups: int = 1, form: str | None = None
+                             ) -> torch.Tensor:
+    """``conv_transpose2d(x, w, stride=2, groups=groups)`` where ``weight`` is in conv2d layout [O, I/g, k, k]
+    (the transposed convolution's weight is its in/out swap), as ``form`` says (None: ``UPCONV_FORM``).
+
+    The "phases" form: output pixel (2m + p, 2n + q) only sees the taps of parity (p, q), so the output is
+    four interleaved regular convolutions of ``x`` with the sub-kernels ``w[p::2, q::2]`` (flipped, since a
+    convolution correlates): the same multiply-adds, without the transposed kernel.
+    """
+    form = form or UPCONV_FORM.get(x.device.type, "transposed")
+    o, ig, kh, kw = weight.shape
+    if form == "transposed" or kh < 2 or kw < 2:
+        wt = weight.reshape(groups, o // groups, ig, kh, kw).transpose(1, 2).reshape(groups * ig, o // groups, kh, kw)
+        return F.conv_transpose2d(x, wt, stride=2, groups=groups)
+    if form != "phases":
+        raise ValueError(f"unknown transposed-conv form {form!r}: 'transposed' or 'phases'")
+    n, _, h, w = x.shape
+    y = x.new_empty(n, o, 2 * h - 2 + kh, 2 * w - 2 + kw)
+    for p in range(2):
+        for q in range(2):
+            sub = weight[:, :, p::2, q::2].flip([2, 3])
+            ty, tx = sub.shape[2] - 1, sub.shape[3] - 1
+            y[:, :, p::2, q::2] = F.conv2d(F.pad(x, (tx, tx, ty, ty)), sub, groups=groups)
+    return y
+
+
 def modulated_conv2d(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -162,12 +196,12 @@ def modulated_conv2d(
         if up == 1:
             y = F.conv2d(xg, wm.reshape(n * o, i, kh, kw), padding=padding, groups=n)
         else:
-            y = F.conv_transpose2d(xg, wm.transpose(1, 2).reshape(n * i, o, kh, kw), stride=2, groups=n)
+            y = conv_transpose2d_stride2(xg, wm.reshape(n * o, i, kh, kw), groups=n)
         y = y.reshape(n, o, y.shape[2], y.shape[3])
     elif form == "scaled":
         y = x * styles.to(x.dtype).view(n, i, 1, 1)
         wt = weight.to(x.dtype)
-        y = F.conv2d(y, wt, padding=padding) if up == 1 else F.conv_transpose2d(y, wt.transpose(0, 1), stride=2)
+        y = F.conv2d(y, wt, padding=padding) if up == 1 else conv_transpose2d_stride2(y, wt)
         if demodulate:
             # [N, O]: 1 / |w * s| over each output channel's inputs and taps
             d = (weight.square().sum(dim=[2, 3]).unsqueeze(0) * styles.square().unsqueeze(1)).sum(dim=2)
