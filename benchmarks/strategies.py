@@ -35,7 +35,8 @@ NOISE = ["random", "const"]
 # (key in a record, column title, format)
 METRICS = [("target_success", "success", "{:.0%}"), ("preservation", "preserved", "{:.0%}"),
            ("valid_after", "valid", "{:.0%}"), ("pixel_success", "pixel success", "{:.0%}"),
-           ("fooled_any", "fooled", "{:.0%}"), ("diversity_ratio", "diversity", "{:.2f}"),
+           ("fooled_any", "fooled", "{:.0%}"), ("pixel_box_fill", "box fill", "{:.2f}"),
+           ("pixel_radial_spread", "radial spread", "{:.2f}"), ("diversity_ratio", "diversity", "{:.2f}"),
            ("steps", "steps", "{:.0f}"), ("trained_parameters", "trained params", "{:,.0f}"),
            ("train_seconds", "seconds", "{:.1f}")]
 # The study's training settings (the demo's until 2026-12-07, when the demo moved to 100 steps at lr 0.0045
@@ -260,6 +261,16 @@ def cell(s: dict, m: str, fmt: str) -> str:
     return fmt.format(mean) if n < 2 or half == 0 else f"{fmt.format(mean)} ± {fmt.format(half)}"
 
 
+def slice_links(doc: Path) -> list[str]:
+    """For the main study's doc: a line linking the slices run with other recipes (``--lr``/``--lambda``),
+    whose docs lie beside it as strategy-study-*.md."""
+    if doc.stem != "strategy-study":
+        return []
+    slices = sorted(doc.parent.glob("strategy-study-*.md"))
+    return [f"Slices with other recipes: {', '.join(f'[{p.stem[len(doc.stem) + 1:]}]({p.name})' for p in slices)}.",
+            ""] if slices else []
+
+
 def write_report(records: list[dict], doc: Path, command: str, results: Path, lr: float = STUDY_LR,
                  lambdas: dict | None = None) -> None:
     from stylenada.toy.demo import DemoConfig
@@ -281,6 +292,7 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path, lr
              f"equal steps: {', '.join(sorted({str(r['iters']) for r in records if r['budget'] == 'steps'}))}; "
              f"{f'equal time: {times} s of training per run; ' if times else ''}"
              f"2 runs at a time on 2 cores, one thread each; seeds {seeds}.", "",
+             *slice_links(doc),
              "## The method's claims", "",
              "| claim | verdict | evidence |", "|---|---|---|"]
     for claim, v, ev in claims(records):
@@ -293,7 +305,10 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path, lr
               "whose other attributes match the frozen generator's sample of the same latent; valid = share that "
               "pass the reader's re-render criterion; pixel success = the target attribute read from pixel "
               "statistics, not the reader; fooled = share the worse teacher calls the target while the reader does "
-              "not; trained params = synthesis parameters updated per step (mean over selections).", "",
+              "not; trained params = synthesis parameters updated per step (mean over selections); shape task only, "
+              "two pixel statistics of the adapted samples' ink (medians; `toy.tasks.shape_statistics`): box fill = "
+              "share of the ink's bounding box covered (circle ~0.79, square ~0.99), radial spread = 90th / 10th "
+              "percentile of the boundary's distance from the ink centroid (circle ~1.15, square ~1.31).", "",
               "## The bars each strategy must meet", "",
               "Success / preserved / valid, mean over seeds (fixed weighting, static source text, equal steps). "
               "A cell is met at >= 90% success (80% for the shape task), >= 90% preserved and >= 90% valid.", "",
@@ -304,14 +319,15 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path, lr
             continue
         stem = "strategy" if doc.stem == "strategy-study" else doc.stem  # a slice's figures beside its own doc
         fig = plot_task(summary, task, doc.parent / "figures" / f"{stem}-{task}.png")
+        metrics = [m for m in METRICS if any(m[0] in summary[g] for g in rows)]  # the task's own columns
         lines += [f"## {task}", "", f"![{task}](figures/{fig.name})", "",
-                  "| layers | weighting | source | noise | budget | n | " + " | ".join(n for _, n, _ in METRICS) + " |",
-                  "|---|---|---|---|---|---|" + "---|" * len(METRICS)]
+                  "| layers | weighting | source | noise | budget | n | " + " | ".join(n for _, n, _ in metrics) + " |",
+                  "|---|---|---|---|---|---|" + "---|" * len(metrics)]
         for g in rows:
             s = summary[g]
             n = max(v[2] for v in s.values())
             lines.append(f"| {g[1]} | {g[2]} | {g[3]} | {g[4]} | {g[5]} | {n} | "
-                         + " | ".join(cell(s, m, fmt) for m, _, fmt in METRICS) + " |")
+                         + " | ".join(cell(s, m, fmt) for m, _, fmt in metrics) + " |")
         lines.append("")
     doc.parent.mkdir(parents=True, exist_ok=True)
     doc.write_text("\n".join(lines))

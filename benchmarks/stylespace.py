@@ -18,6 +18,7 @@ printed.
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part train --seeds 0 1 2
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --seeds 0 1 2   # blue + outline
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --outline-params stylespace_torgb
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part compose --outline-lambda classify=3
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/stylespace.py --part capacity --tasks colour --scopes stylespace \
         --steps 1000                                                          # longer fits of one scope
 """
@@ -158,10 +159,16 @@ def run_train(task: str, params: str, lr: float, lambda_l2: float, seed: int, it
             "train_seconds": m["train_seconds"]}
 
 
-def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace") -> dict:
+def outline_domain(outline: str, lambdas: dict | None = None) -> list:
+    """The outline domain's settings as a result row names them: (task, params, lr, lambda_l2[, lambdas])."""
+    return [*OUTLINE[outline], *([dict(lambdas)] if lambdas else [])]
+
+
+def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace", lambdas: dict | None = None) -> dict:
     """Two domains trained apart (BLUE, and OUTLINE[outline]) and applied together to the base generator: the
     share of the demo's evaluation samples that are both blue and outlined (reader, and pixel statistics),
-    with shape, size and position kept; each domain alone for reference."""
+    with shape, size and position kept; each domain alone for reference. ``lambdas``: further loss terms of
+    the outline domain's run."""
     from stylenada.adapt.domains import apply_domains, load_domain
     from stylenada.formats import load_generator
     from stylenada.toy.demo import GENERATOR, DemoConfig, run_demo
@@ -172,9 +179,9 @@ def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace")
     G0 = load_generator(str(GENERATOR)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         domains = []
-        for task, params, lr, l2 in (BLUE, OUTLINE[outline]):
+        for (task, params, lr, l2), terms in ((BLUE, {}), (OUTLINE[outline], lambdas or {})):
             m = run_demo(DemoConfig(task=task, params=params, lr=lr, lambda_l2=l2, iters=iters, seed=seed,
-                                    n_eval=n_eval, out=str(Path(tmp) / task)), progress=False)
+                                    n_eval=n_eval, lambdas=dict(terms), out=str(Path(tmp) / task)), progress=False)
             domains.append(load_domain(Path(m["run_dir"]) / "domain.safetensors"))
     with torch.no_grad():
         ws = G0.mapping(torch.randn(n_eval, G0.z_dim, generator=torch.Generator().manual_seed(0)))
@@ -182,7 +189,7 @@ def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace")
         outs = {name: apply_domains(G0, [(d, 1.0) for d in ds]).synthesis(ws, noise_mode="const")
                 for name, ds in (("blue", domains[:1]), ("outline", domains[1:]), ("blue+outline", domains))}
     _, attrs_b = reader.validity(before)
-    row = {"part": "compose", "seed": seed, "iters": iters, "domains": [list(BLUE), list(OUTLINE[outline])]}
+    row = {"part": "compose", "seed": seed, "iters": iters, "domains": [list(BLUE), outline_domain(outline, lambdas)]}
     for name, after in outs.items():
         err, attrs_a = reader.validity(after)
         colours, styles = pixel_attribute(after, "colour"), pixel_attribute(after, "style")
@@ -200,10 +207,16 @@ def run_compose(seed: int, iters: int, n_eval: int, outline: str = "stylespace")
 
 def key(r: dict) -> tuple:
     if r["part"] == "compose":
-        return ("compose", r["seed"], r["iters"], r["domains"][1][1])
+        return ("compose", r["seed"], r["iters"], outline_label(r))
     if r["part"] == "capacity":
         return ("capacity", r["task"], r["params"], r["lr"], r["steps"])
     return ("train", r["task"], r["params"], r["lr"], r["lambda_l2"], r["seed"], r["iters"])
+
+
+def outline_label(r: dict) -> str:
+    """A compose row's outline domain: its scope, and its further loss terms if any."""
+    d = r["domains"][1]
+    return d[1] + "".join(f" + {k} {v:g}" for k, v in (d[4] if len(d) > 4 else {}).items())
 
 
 def summarise(records: list[dict]) -> None:
@@ -222,7 +235,7 @@ def summarise(records: list[dict]) -> None:
                   f" valid {c['valid_after']:.0%})")
     comps: dict[str, list[dict]] = {}
     for r in sorted((r for r in records if r["part"] == "compose"), key=lambda r: r["seed"]):
-        comps.setdefault(r["domains"][1][1], []).append(r)
+        comps.setdefault(outline_label(r), []).append(r)
     if comps:
         print("\ncomposed domains (each trained alone, applied together at strength 1; reader on the demo's "
               "latents)")
@@ -273,6 +286,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--n-eval", type=int, default=128)
     ap.add_argument("--outline-params", choices=sorted(OUTLINE), default="stylespace",
                     help="scope of the outline domain composed with the blue one (--part compose)")
+    ap.add_argument("--outline-lambda", nargs="+", default=[], metavar="NAME=W",
+                    help="further loss terms of the outline domain's run in --part compose, e.g. classify=3")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results" / "stylespace.jsonl"))
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -294,10 +309,11 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"train {task} {params} lr {lr} lambda_l2 {l2} seed {seed}: done", flush=True)
     if args.part == "compose":
         for seed in args.seeds:
+            lambdas = {k: float(v) for k, _, v in (x.partition("=") for x in args.outline_lambda)}
             row = {"part": "compose", "seed": seed, "iters": args.iters,
-                   "domains": [BLUE, OUTLINE[args.outline_params]]}
+                   "domains": [list(BLUE), outline_domain(args.outline_params, lambdas)]}
             if row not in rows:
-                rows.add([run_compose(seed, args.iters, args.n_eval, args.outline_params)])
+                rows.add([run_compose(seed, args.iters, args.n_eval, args.outline_params, lambdas)])
                 print(f"compose seed {seed}: done", flush=True)
     summarise(rows.records)
 

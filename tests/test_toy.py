@@ -498,6 +498,22 @@ def test_pixel_statistics_read_the_task_attributes():
     assert pixel_attribute(torch.ones(2, 3, 32, 32), "colour") == [None, None]  # nothing drawn
 
 
+def test_shape_statistics_tell_discs_from_squares():
+    """The shape task's pixel statistics: a square fills its bounding box and its boundary's distance from the
+    centre varies (corners), a disc does neither."""
+    import dataclasses
+
+    from stylenada.toy.render import DOMAINS, render_batch
+    from stylenada.toy.tasks import shape_statistics
+
+    circles = shape_statistics(render_batch(64, DOMAINS["circles"], 1)[0])
+    squares = shape_statistics(render_batch(64, dataclasses.replace(DOMAINS["circles"], shapes=("square",)), 1)[0])
+    assert circles["box_fill"] < 0.85 < 0.95 < squares["box_fill"]
+    assert circles["radial_spread"] < 1.22 < 1.26 < squares["radial_spread"]
+    blank = shape_statistics(torch.ones(2, 3, 32, 32))  # nothing drawn: no statistic, not a number that flatters
+    assert blank["box_fill"] != blank["box_fill"] and blank["radial_spread"] != blank["radial_spread"]  # NaN
+
+
 def test_counterfactual_pairs_differ_in_one_thing():
     from stylenada.toy.train_clip import counterfactual_batch, render_pairs
 

@@ -126,6 +126,26 @@ def pixel_attribute(images: torch.Tensor, attribute: str) -> list[str | None]:
     return out
 
 
+def shape_statistics(images: torch.Tensor) -> dict[str, float]:
+    """Two pixel statistics of the ink's outline, medians over the images (no network): ``box_fill``, the
+    share of the ink's bounding box it covers (square ~1, circle ~0.79; what :func:`pixel_attribute` reads
+    shape from), and ``radial_spread``, the 90th over the 10th percentile of the ink boundary's distance
+    from the ink centroid (a disc ~1.15 at 32 px, a square ~1.3, less regular polygons more)."""
+    fills, spreads = [], []
+    for m in ink_masks(images.float().clamp(-1, 1).cpu()):
+        if m.sum() < 8:
+            continue
+        ys, xs = torch.nonzero(m, as_tuple=True)
+        fills.append(float(m.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))))
+        inner = -F.max_pool2d(-m.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0.5
+        ey, ex = torch.nonzero(m & ~inner, as_tuple=True)
+        d = ((ey.float() - ys.float().mean()) ** 2 + (ex.float() - xs.float().mean()) ** 2).sqrt()
+        spreads.append(float(d.quantile(0.9) / d.quantile(0.1).clamp_min(0.5)))
+    if not fills:
+        return {"box_fill": float("nan"), "radial_spread": float("nan")}
+    return {"box_fill": float(torch.tensor(fills).median()), "radial_spread": float(torch.tensor(spreads).median())}
+
+
 @torch.no_grad()
 def zero_shot(clip, images: torch.Tensor, attribute: str) -> list[str]:
     """The teacher's own reading of ``attribute``: the value whose prompt is nearest in its space."""
@@ -167,6 +187,9 @@ def task_metrics(task: ShapeTask, G_frozen: Generator, G_adapted: Generator, rea
     pixel = pixel_attribute(after, task.attribute)
     out["pixel_success"] = sum(v == task.target_value for v in pixel) / n
     out["pixel_success_before"] = sum(v == task.target_value for v in pixel_attribute(before, task.attribute)) / n
+    if task.attribute == "shape":
+        out.update({f"pixel_{k}": v for k, v in shape_statistics(after).items()})
+        out.update({f"pixel_{k}_before": v for k, v in shape_statistics(before).items()})
     reader_says = [getattr(a, task.attribute) == task.target_value for a in attrs_a]
     teachers = [] if clip is None else (list(clip) if isinstance(clip, (list, tuple)) else [clip])
     out["fooled"] = {}
