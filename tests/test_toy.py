@@ -322,9 +322,16 @@ def test_strategy_study_quick(tmp_path):
     text = doc.read_text()
     assert "| adaptive | fixed | static | random | steps | 2 |" in text and "## The method's claims" in text
     assert "Adaptive freezing keeps structure best (vs all)" in text
-    assert (tmp_path / "figures" / "strategy-colour.png").exists()
+    assert (tmp_path / "figures" / "study-colour.png").exists()
     study.main(argv)
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 4
+    # a slice with another recipe runs its own runs and reports only them
+    study.main(argv[:argv.index("--layers")] + ["--layers", "all"] + argv[argv.index("--weightings"):]
+               + ["--lambda", "classify=1", "--lr", "0.005"])
+    records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(records) == 6 and records[-1]["lambdas"] == {"classify": 1.0} and records[-1]["lr"] == 0.005
+    text = doc.read_text()
+    assert "lr 0.005" in text and "lambda_classify 1" in text and "| adaptive | fixed" not in text
 
 
 def test_gan_training_resumes_from_its_state(tmp_path):
