@@ -74,6 +74,7 @@ class NadaObjective:
         self.directions: list[torch.Tensor] = []
         self.target_embeddings: list[torch.Tensor | None] = []
         self.source_embeddings: list[torch.Tensor | None] = []
+        self.logit_scales = [model.logit_scale for model, _ in clip_models]  # read once: a GPU sync each
         self.weighting: LossWeighting = make_weighting("fixed", cfg.loss_weights())  # the trainer sets its own
 
     # --- text and image directions ---------------------------------------------------------------
@@ -151,8 +152,7 @@ class NadaObjective:
         inputs = TermInputs(img_train, img_frozen, emb_train, emb_frozen,
                             self.directions if directions is None else directions,
                             self.target_embeddings if target_embeddings is None else target_embeddings,
-                            [w for _, w in self.clip_models], self.source_embeddings,
-                            [model.logit_scale for model, _ in self.clip_models])
+                            [w for _, w in self.clip_models], self.source_embeddings, self.logit_scales)
         return {name: LOSS_TERMS[name](inputs) for name in self.cfg.loss_weights()}
 
     def render_pair(self, G_train: Generator, ws: torch.Tensor,

@@ -158,7 +158,7 @@ def conv_transpose2d_stride2(x: torch.Tensor, weight: torch.Tensor, groups: int 
         for q in range(2):
             sub = weight[:, :, p::2, q::2].flip([2, 3])
             ty, tx = sub.shape[2] - 1, sub.shape[3] - 1
-            y[:, :, p::2, q::2] = F.conv2d(F.pad(x, (tx, tx, ty, ty)), sub, groups=groups)
+            y[:, :, p::2, q::2] = F.conv2d(x, sub, padding=(ty, tx), groups=groups)
     return y
 
 
