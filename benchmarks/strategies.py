@@ -372,10 +372,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lambda", dest="lambdas", nargs="+", default=[], metavar="NAME=W",
                     help="further registered loss terms of every run, e.g. classify=3")
     args = ap.parse_args(argv)
-    lambdas = {}
-    for item in args.lambdas:
-        name, _, weight = item.partition("=")
-        lambdas[name] = float(weight)
+    from stylenada.cli import parse_lambdas
+
+    lambdas = parse_lambdas(tuple(args.lambdas))
     wanted = (args.lr, tuple(sorted(lambdas.items())))
 
     iters = args.iters

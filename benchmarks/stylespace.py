@@ -308,8 +308,10 @@ def main(argv: list[str] | None = None) -> None:
                 rows.add([run_train(task, params, lr, l2, seed, args.iters, args.n_eval)])
                 print(f"train {task} {params} lr {lr} lambda_l2 {l2} seed {seed}: done", flush=True)
     if args.part == "compose":
+        from stylenada.cli import parse_lambdas
+
         for seed in args.seeds:
-            lambdas = {k: float(v) for k, _, v in (x.partition("=") for x in args.outline_lambda)}
+            lambdas = parse_lambdas(tuple(args.outline_lambda))
             row = {"part": "compose", "seed": seed, "iters": args.iters,
                    "domains": [list(BLUE), outline_domain(args.outline_params, lambdas)]}
             if row not in rows:
