@@ -319,7 +319,12 @@ def test_strategy_study_quick(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["layers"] for r in records} == {"all", "adaptive"}
     assert all(r["steps"] == 2 and r["trained_parameters"] > 0 for r in records)
+    lr, terms = study.TASK_RECIPES["colour"]  # each task runs at its own recipe unless a slice gives one
+    assert all(r["lr"] == lr and r["lambdas"] == terms for r in records)
+    assert study.task_recipe("style")[1] == study.TASK_RECIPES["style"][1]
+    assert study.task_recipe("style", lr=0.02) == (0.02, {})
     text = doc.read_text()
+    assert f"colour: lr {lr:g}" in text
     assert "| adaptive | fixed | static | random | steps | 2 |" in text and "## The method's claims" in text
     assert "Adaptive freezing keeps structure best (vs all)" in text
     assert (tmp_path / "figures" / "study-colour.png").exists()
