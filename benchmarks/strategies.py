@@ -305,6 +305,7 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path) ->
 
     summary = summarise(records)
     d = DemoConfig(iters=STUDY_ITERS)
+    shown = results.resolve().relative_to(ROOT) if results.resolve().is_relative_to(ROOT) else results
     times = ", ".join(sorted({str(r["seconds"]) for r in records if r["budget"] == "time"}))
     seeds = sorted({r["seed"] for r in records})
     lines = ["# Strategy study (shapes world)", "",
@@ -312,7 +313,7 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path) ->
              "with the demo's other settings and judged on fixed latents by the attribute reader, by plain pixel "
              "statistics, and by how often each teacher is fooled. Mean ± half-width of the 95% t-interval over "
              "seeds.", "",
-             f"Made by: `{command}` (results in `{results.resolve().relative_to(ROOT) if results.resolve().is_relative_to(ROOT) else results}`, one line per run).", "",
+             f"Made by: `{command}` (results in `{shown}`, one line per run).", "",
              f"Recipes (the same for every strategy): {recipes_line(records)}.", "",
              f"Settings: batch {d.batch}, lambda_l2 {d.lambda_l2} (initial value for "
              f"the learned weighting), k {d.k} of 8 W+ entries for late and the adaptive strategies, ToRGBs "
@@ -421,7 +422,17 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{len(todo)} runs to do ({len(done)} done)", flush=True)
         t_start = time.perf_counter()
 
-        def done(i: int, r: dict) -> None:
+        failed: list[tuple] = []
+
+        def finish(i: int, c: tuple, result) -> None:
+            """Record run ``c`` (``result()`` gives its record); a run that raises is reported and left to do,
+            so that one broken run neither stops the study nor has the other runs' work thrown away."""
+            try:
+                r = result()
+            except Exception as e:
+                failed.append(c)
+                print(f"[{i + 1}/{len(todo)}] {' '.join(map(str, c))}: FAILED, {type(e).__name__}: {e}", flush=True)
+                return
             with open(results, "a") as f:
                 f.write(json.dumps(r) + "\n")
             records.append(r)
@@ -431,17 +442,21 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.jobs <= 1:
             for i, c in enumerate(todo):
-                done(i, run_one(*c, iters, args.seconds, args.n_eval, args.lr, lambdas))
+                finish(i, c, lambda c=c: run_one(*c, iters, args.seconds, args.n_eval, args.lr, lambdas))
         else:  # one thread per worker: parallel torch threads on few cores slow each other down
             with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread) as pool:
                 futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval, args.lr, lambdas): c
                            for c in todo}
                 for i, fut in enumerate(as_completed(futures)):
-                    done(i, fut.result())
+                    finish(i, futures[fut], fut.result)
+        if failed:
+            print(f"{len(failed)} runs failed (run the same command again to retry them)", flush=True)
     given = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--report-only"]
     command = "python benchmarks/strategies.py " + " ".join(given or ["--jobs 2"])
     write_report(records, Path(args.doc), command.strip(), results)
     print(f"wrote {args.doc}")
+    if not args.report_only and failed:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -524,6 +524,9 @@ def test_shape_statistics_tell_discs_from_squares():
     assert circles["radial_spread"] < 1.22 < 1.26 < squares["radial_spread"]
     blank = shape_statistics(torch.ones(2, 3, 32, 32))  # nothing drawn: no statistic, not a number that flatters
     assert blank["box_fill"] != blank["box_fill"] and blank["radial_spread"] != blank["radial_spread"]  # NaN
+    # a broken image that is ink over the whole frame has a box fill but no boundary, so no spread (no crash)
+    flooded = shape_statistics(-torch.ones(2, 3, 32, 32))
+    assert flooded["box_fill"] == 1.0 and flooded["radial_spread"] != flooded["radial_spread"]
 
 
 def test_counterfactual_pairs_differ_in_one_thing():

@@ -139,11 +139,15 @@ def shape_statistics(images: torch.Tensor) -> dict[str, float]:
         fills.append(float(m.sum() / ((ys.max() - ys.min() + 1) * (xs.max() - xs.min() + 1))))
         inner = -F.max_pool2d(-m.float()[None, None], 3, stride=1, padding=1)[0, 0] > 0.5
         ey, ex = torch.nonzero(m & ~inner, as_tuple=True)
+        if len(ey) == 0:  # ink over the whole frame (a broken image): no boundary inside it, no spread
+            continue
         d = ((ey.float() - ys.float().mean()) ** 2 + (ex.float() - xs.float().mean()) ** 2).sqrt()
         spreads.append(float(d.quantile(0.9) / d.quantile(0.1).clamp_min(0.5)))
-    if not fills:
-        return {"box_fill": float("nan"), "radial_spread": float("nan")}
-    return {"box_fill": float(torch.tensor(fills).median()), "radial_spread": float(torch.tensor(spreads).median())}
+
+    def median(values: list[float]) -> float:
+        return float(torch.tensor(values).median()) if values else float("nan")
+
+    return {"box_fill": median(fills), "radial_spread": median(spreads)}
 
 
 @torch.no_grad()
