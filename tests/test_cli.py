@@ -182,9 +182,15 @@ def test_train_reports_bad_paths_before_loading_anything(tiny_generator, tmp_pat
     gen = save_generator(tiny_generator, tmp_path / "g.pt")
     (tmp_path / "file").write_text("x")
     (tmp_path / "empty").mkdir()
+    (tmp_path / "imgs").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / "a.png")
+    guided = ["--target-images", str(tmp_path / "imgs"), "--target", ""]
     for args, words in [(["--target", "x", "--out", str(tmp_path / "file" / "run")], "cannot create the run folder"),
                         (["--target-images", str(tmp_path / "nope"), "--target", ""], "target image folder not found"),
-                        (["--target-images", str(tmp_path / "empty"), "--target", ""], "no images")]:
+                        (["--target-images", str(tmp_path / "empty"), "--target", ""], "no images"),
+                        # terms that read the target text are refused in image-guided mode, not trained as 0
+                        ([*guided, "--lambda", "classify=3"], "classify loss term(s) compare images with the target"),
+                        ([*guided, "--lambda-global", "1"], "global loss term(s) compare images with the target")]:
         code, _, err = run(capsys, "train", "--generator", str(gen), "--clip", "NotLoaded-B-1:x", *args)
         assert code == 1 and words in err and err.strip().count("\n") == 0, (args, err)
 

@@ -249,8 +249,14 @@ class TrainConfig:
             raise StylenadaError(f"--mixing is a probability in [0, 1], got {self.mixing}")
         if not self.clip:
             raise StylenadaError(f"no CLIP model given: pass --clip, e.g. --clip {DEFAULT_CLIP}")
-        from .losses import LOSS_TERMS
+        from .losses import LOSS_TERMS, TEXT_TERMS
 
+        if self.target_images is not None:
+            text_terms = sorted(n for n, w in self.loss_weights().items() if w > 0 and n in TEXT_TERMS)
+            if text_terms:
+                raise StylenadaError(f"the {' and '.join(text_terms)} loss term(s) compare images with the target "
+                                     "text, which image-guided mode (--target-images) has none of: set their weight "
+                                     "to 0 (--lambda-global 0, --lambda classify=0)")
         for name, value in self.lambdas.items():
             if name not in LOSS_TERMS or name in ("clip", "l2", "global"):
                 raise StylenadaError(f"lambdas: unknown loss term {name!r}; registered terms besides clip, l2 and "

@@ -150,13 +150,18 @@ class TermInputs:
 
 LossTerm = Callable[[TermInputs], torch.Tensor]
 LOSS_TERMS: dict[str, LossTerm] = {}
+TEXT_TERMS: set[str] = set()  # terms that compare images with the texts (image-guided mode has none)
 
 
-def register_loss_term(name: str) -> Callable[[LossTerm], LossTerm]:
-    """Decorator: a new loss term, weighted with ``lambdas: {name: weight}`` in the training config."""
+def register_loss_term(name: str, needs_text: bool = False) -> Callable[[LossTerm], LossTerm]:
+    """Decorator: a new loss term, weighted with ``lambdas: {name: weight}`` in the training config.
+    ``needs_text``: the term reads the source or target text embeddings (a configuration that weights it in
+    image-guided mode is refused, not silently trained without it)."""
 
     def deco(fn: LossTerm) -> LossTerm:
         LOSS_TERMS[name] = fn
+        if needs_text:
+            TEXT_TERMS.add(name)
         return fn
 
     return deco
@@ -174,7 +179,7 @@ def l2_term(x: TermInputs) -> torch.Tensor:
     return l2_loss(x.img_train.float(), x.img_frozen.float())
 
 
-@register_loss_term("global")
+@register_loss_term("global", needs_text=True)
 def global_term(x: TermInputs) -> torch.Tensor:
     """The global CLIP loss toward the target text (0 in image-guided mode, which has no target text)."""
     terms = [w * global_clip_loss(et, t) for et, t, w in zip(x.emb_train, x.target_embeddings, x.weights,
@@ -182,7 +187,7 @@ def global_term(x: TermInputs) -> torch.Tensor:
     return torch.stack(terms).sum() if terms else x.img_train.new_zeros(())
 
 
-@register_loss_term("classify")
+@register_loss_term("classify", needs_text=True)
 def classify_term(x: TermInputs) -> torch.Tensor:
     """The teacher's zero-shot classification of the adapted images as target rather than source
     (:func:`target_classification_loss`), summed over the teachers with their weights (0 in image-guided
