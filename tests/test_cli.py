@@ -189,8 +189,10 @@ def test_train_reports_bad_paths_before_loading_anything(tiny_generator, tmp_pat
                         (["--target-images", str(tmp_path / "nope"), "--target", ""], "target image folder not found"),
                         (["--target-images", str(tmp_path / "empty"), "--target", ""], "no images"),
                         # terms that read the target text are refused in image-guided mode, not trained as 0
-                        ([*guided, "--lambda", "classify=3"], "classify loss term(s) compare images with the target"),
-                        ([*guided, "--lambda-global", "1"], "global loss term(s) compare images with the target")]:
+                        ([*guided, "--lambda", "classify=3"], "classify loss term(s) compare images with the target "
+                                                              "text, which image-guided mode (--target-images) has "
+                                                              "none of: drop them (--lambda classify=0)"),
+                        ([*guided, "--lambda-global", "1"], "drop them (--lambda-global 0)")]:
         code, _, err = run(capsys, "train", "--generator", str(gen), "--clip", "NotLoaded-B-1:x", *args)
         assert code == 1 and words in err and err.strip().count("\n") == 0, (args, err)
 

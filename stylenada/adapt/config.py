@@ -254,9 +254,9 @@ class TrainConfig:
         if self.target_images is not None:
             text_terms = sorted(n for n, w in self.loss_weights().items() if w > 0 and n in TEXT_TERMS)
             if text_terms:
+                fix = ", ".join("--lambda-global 0" if n == "global" else f"--lambda {n}=0" for n in text_terms)
                 raise StylenadaError(f"the {' and '.join(text_terms)} loss term(s) compare images with the target "
-                                     "text, which image-guided mode (--target-images) has none of: set their weight "
-                                     "to 0 (--lambda-global 0, --lambda classify=0)")
+                                     f"text, which image-guided mode (--target-images) has none of: drop them ({fix})")
         for name, value in self.lambdas.items():
             if name not in LOSS_TERMS or name in ("clip", "l2", "global"):
                 raise StylenadaError(f"lambdas: unknown loss term {name!r}; registered terms besides clip, l2 and "
