@@ -64,7 +64,8 @@ METRICS = ("target_success", "preservation", "valid_after", "pixel_success")
 # The outline domain's scope is --outline-params, at its lr from the runs above.
 BLUE = ("colour", "stylespace_torgb", 0.03, 0.1)
 OUTLINE = {"stylespace": ("style", "stylespace", 0.1, 0.1),
-           "stylespace_torgb": ("style", "stylespace_torgb", 0.03, 0.1)}
+           "stylespace_torgb": ("style", "stylespace_torgb", 0.03, 0.1),
+           "stylespace_conv": ("style", "stylespace_conv", 0.1, 0.1)}
 
 
 def scope_filter(G, scope: str):

@@ -78,6 +78,16 @@ def test_scopes_follow_layer_roles_in_every_family():
     torgb = G.cfg.layout()[-1].name
     extra = scope_members(G, "stylespace_torgb") - scope_members(G, "stylespace")
     assert extra == {f"{torgb}.weight", f"{torgb}.bias"}
+    # the convs' style offsets alone: every style offset but the ToRGB's
+    assert scope_members(G, "stylespace") - scope_members(G, "stylespace_conv") == {f"{torgb}.affine.bias"}
+
+
+def test_stylespace_conv_scope_leaves_the_torgb_layers_alone(base):
+    G = load_generator(base)
+    members = scope_members(G, "stylespace_conv")
+    assert {"b8.conv0.affine.bias", "b32.conv1.affine.bias"} <= members and all(
+        n.endswith(".affine.bias") and ".torgb." not in n for n in members)
+    assert members == {n for n in scope_members(G, "stylespace") if ".torgb." not in n}
 
 
 def test_domains_add_up_and_refuse_another_architecture(base, tmp_path, random_clip):

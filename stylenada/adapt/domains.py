@@ -7,7 +7,9 @@ numbers (the sum of the style widths: 6,048 for the convs of a 1024 px config-F 
 ToRGBs) instead of the ~30 M weights of a generator. ``--params affine`` also trains the affine weights;
 ``--params stylespace_torgb`` adds to the style offsets the ToRGB layers' own weights and biases, the map from
 features to RGB (a few thousand numbers more), which a new colour may need: a generator that only ever drew red
-recolours cleanly with them and not with style offsets alone (benchmarks/stylespace.py).
+recolours cleanly with them and not with style offsets alone (benchmarks/stylespace.py). ``--params
+stylespace_conv`` is the style offsets without the ToRGBs': a domain that composes with a stylespace_torgb one
+(outline + blue) because the two change different numbers.
 
 A domain file is safetensors: the changed tensors as differences from the base, with the base's family and
 config in the metadata (checked when applied). Domains add up, ``G + a * d1 + b * d2``, and a generator with
@@ -35,6 +37,9 @@ DOMAIN_VERSION = 1
 PARAM_SCOPES: dict[str, Callable[[str, str], bool]] = {
     "full": lambda name, layer: True,
     "stylespace": lambda name, layer: name.endswith(".affine.bias"),
+    # The style offsets of every layer but the ToRGBs: a domain that composes with one that changes how channels
+    # map to RGB (a colour, stylespace_torgb) without the two editing the same numbers.
+    "stylespace_conv": lambda name, layer: name.endswith(".affine.bias") and layer != "torgb",
     "affine": lambda name, layer: ".affine." in name,
     # The style offsets and the ToRGB layers' own weights and biases (how each channel maps to RGB).
     "stylespace_torgb": lambda name, layer: name.endswith(".affine.bias") or (layer == "torgb"
