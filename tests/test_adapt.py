@@ -281,6 +281,19 @@ def test_best_caption_picks_highest_mean_cosine():
     assert text == "b" and scores["b"] > scores["a"] > scores["c"]
 
 
+def test_best_caption_breaks_near_ties_toward_the_target():
+    """Captions that describe the images about equally well are told apart by their closeness to the target
+    text; a caption the images do not fit stays out however near the target it is, and so does the target."""
+    clip = FixedClip({"bg": [1.0, 0.2, 0.0], "red": [1.0, 0.1, 0.3], "far": [0.0, 0.0, 1.0], "mid": [0.5, 0.0, 1.0],
+                      "blue": [0.8, 0.0, 0.6]})
+    images, cands = torch.zeros(4, 3, 8, 8), ["bg", "red", "far", "mid"]
+    assert best_caption(images, cands, [(clip, 1.0)], "single")[0] == "bg"  # the best image score alone
+    text, scores = best_caption(images, cands, [(clip, 1.0)], "single", target="blue")
+    assert text == "red" and scores["bg"] > scores["red"] > scores["mid"]  # "mid" is nearer "blue" than "bg" is
+    assert best_caption(images, cands, [(clip, 1.0)], "single", target="blue", near_tie=0.0)[0] == "bg"
+    assert best_caption(images, cands, [(clip, 1.0)], "single", target="red")[0] == "bg"  # never the target
+
+
 def test_candidate_lists():
     assert "a red shape" in candidate_list("shapes")
     assert candidate_list("x, y ,z") == ["x", "y", "z"]

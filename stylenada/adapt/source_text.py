@@ -2,7 +2,9 @@
 
 With dynamic source text, every ``interval`` steps CLIP scores each candidate caption against a batch
 of frozen-generator images (mean cosine, summed over the CLIP models with their weights); the best
-caption becomes the source text and the text direction is recomputed from it.
+caption becomes the source text and the text direction is recomputed from it. Captions that describe the
+images about equally well (:data:`NEAR_TIE`) are told apart by their closeness to the target text: the
+source should differ from the target in what is to change and nothing else.
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import torch.nn.functional as F
 from ..errors import StylenadaError
 
 SOURCE_TEXT_MODES = ("static", "dynamic")
+# Candidates whose image score lies within this share of the way from the best score down to the median one
+# describe the images about equally well (the shapes world's teachers score its true captions within 1% of each
+# other); among them the caption nearest the target text wins. Without it the colour task's source became "a
+# shape on a white background", whose direction to "a blue shape" asks the background to change too (0%
+# success, 27% preserved, against 100% / 95% with "a red shape"; docs/strategy-study.md).
+NEAR_TIE = 0.1
 
 # Built-in candidates, by the generator's domain (plugins add theirs with register_candidates).
 CANDIDATES: dict[str, list[str]] = {
@@ -64,12 +72,23 @@ class SourceChoice:
 
 
 @torch.no_grad()
-def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: str) -> tuple[str, dict]:
-    """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models)."""
-    scores = torch.zeros(len(candidates))
+def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: str,
+                 target: str | None = None, near_tie: float = NEAR_TIE) -> tuple[str, dict]:
+    """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models), and
+    every candidate's score. With ``target``: of the candidates scoring within ``near_tie`` of the way from
+    the best score to the median, the one whose text is nearest the target's (never the target itself)."""
+    scores, to_target = torch.zeros(len(candidates)), torch.zeros(len(candidates))
     for model, weight in clip_models:
         img = F.normalize(model.encode_image(images), dim=-1)
-        txt = torch.stack([model.text_embedding(c, templates) for c in candidates]).to(img)
-        scores += weight * (img @ F.normalize(txt, dim=-1).T).mean(dim=0).cpu()
+        txt = F.normalize(torch.stack([model.text_embedding(c, templates) for c in candidates]).to(img), dim=-1)
+        scores += weight * (img @ txt.T).mean(dim=0).cpu()
+        if target is not None:
+            t = F.normalize(model.text_embedding(target, templates).to(img), dim=-1)
+            to_target += weight * (txt @ t).cpu()
     best = int(scores.argmax())
+    if target is not None:
+        near = scores >= scores[best] - near_tie * (scores[best] - scores.median())
+        near &= torch.tensor([c.strip().lower() != target.strip().lower() for c in candidates])
+        if near.any():
+            best = int(torch.where(near, to_target, torch.full_like(to_target, -torch.inf)).argmax())
     return candidates[best], dict(zip(candidates, scores.tolist(), strict=True))
