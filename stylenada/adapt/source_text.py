@@ -20,8 +20,8 @@ SOURCE_TEXT_MODES = ("static", "dynamic")
 # Candidates whose image score lies within this share of the way from the best score down to the median one
 # describe the images about equally well (the shapes world's teachers score its true captions within 1% of each
 # other); among them the caption nearest the target text wins. Without it the colour task's source became "a
-# shape on a white background", whose direction to "a blue shape" asks the background to change too (0%
-# success, 27% preserved, against 100% / 95% with "a red shape"; docs/strategy-study.md).
+# shape on a white background", whose direction to "a blue shape" asks the background to change too (as a
+# static source, seed 2: 0% success, 27% preserved, against 100% / 95% with "a red shape").
 NEAR_TIE = 0.1
 
 # Built-in candidates, by the generator's domain (plugins add theirs with register_candidates).
