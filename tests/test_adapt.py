@@ -292,6 +292,8 @@ def test_best_caption_breaks_near_ties_toward_the_target():
     assert text == "red" and scores["bg"] > scores["red"] > scores["mid"]  # "mid" is nearer "blue" than "bg" is
     assert best_caption(images, cands, [(clip, 1.0)], "single", target="blue", near_tie=0.0)[0] == "bg"
     assert best_caption(images, cands, [(clip, 1.0)], "single", target="red")[0] == "bg"  # never the target
+    # the target alone near the best: the best-scoring other candidate instead
+    assert best_caption(images, cands, [(clip, 1.0)], "single", target="bg", near_tie=0.0)[0] == "red"
 
 
 def test_candidate_lists():

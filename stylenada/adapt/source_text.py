@@ -76,7 +76,8 @@ def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templ
                  target: str | None = None, near_tie: float = NEAR_TIE) -> tuple[str, dict]:
     """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models), and
     every candidate's score. With ``target``: of the candidates scoring within ``near_tie`` of the way from
-    the best score to the median, the one whose text is nearest the target's (never the target itself)."""
+    the best score to the median, the one whose text is nearest the target's; never the target itself (the
+    direction would vanish), whose place the best-scoring other candidate takes."""
     scores, to_target = torch.zeros(len(candidates)), torch.zeros(len(candidates))
     for model, weight in clip_models:
         img = F.normalize(model.encode_image(images), dim=-1)
@@ -87,8 +88,10 @@ def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templ
             to_target += weight * (txt @ t).cpu()
     best = int(scores.argmax())
     if target is not None:
-        near = scores >= scores[best] - near_tie * (scores[best] - scores.median())
-        near &= torch.tensor([c.strip().lower() != target.strip().lower() for c in candidates])
+        allowed = torch.tensor([c.strip().lower() != target.strip().lower() for c in candidates])
+        near = allowed & (scores >= scores[best] - near_tie * (scores[best] - scores.median()))
         if near.any():
             best = int(torch.where(near, to_target, torch.full_like(to_target, -torch.inf)).argmax())
+        elif allowed.any():
+            best = int(torch.where(allowed, scores, torch.full_like(scores, -torch.inf)).argmax())
     return candidates[best], dict(zip(candidates, scores.tolist(), strict=True))

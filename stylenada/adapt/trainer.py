@@ -341,10 +341,7 @@ class Trainer:
             with torch.no_grad():
                 imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
             target = cfg.target if cfg.target_images is None and cfg.target.strip() else None
-            text, scores = best_caption(imgs, self.candidates, self.clip_models, self.templates, target)
-            if text.strip().lower() == cfg.target.strip().lower():
-                # Never let the source become the target (the direction would vanish): take the runner-up.
-                text = max((c for c in scores if c.strip().lower() != cfg.target.strip().lower()), key=scores.get)
+            text, _ = best_caption(imgs, self.candidates, self.clip_models, self.templates, target)
             self.objective.set_source(text)
             record["source"] = text
         selection = self.strategy.select(step, self.objective)
