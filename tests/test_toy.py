@@ -238,6 +238,35 @@ def test_training_scripts_train():
     assert changed(reader.net, ReaderNet()) and set(metrics) >= {"shape", "colour", "style"}
 
 
+
+def test_fill_labels_count_a_little_fill_as_mostly_filled():
+    """The teacher's soft label of a partly filled outline is its fill ** gamma ('filled'), in the free
+    images (mix_fill) and in graded filled <-> outline pairs (render_pairs): at gamma 1 the share itself,
+    at 0.5 a quarter fill is half 'filled'."""
+    import dataclasses
+
+    from stylenada.toy.render import ShapeAttributes, render
+    from stylenada.toy.train_clip import Pair, filled_weight, mix_fill, render_pairs
+
+    assert filled_weight(0.3) == pytest.approx(0.3) and filled_weight(0.25, 0.5) == pytest.approx(0.5)
+    assert filled_weight(0.0, 0.5) == 0.0 and filled_weight(1.0, 0.5) == pytest.approx(1.0)
+    attrs = [ShapeAttributes("square", "red", "outline", 0.6, 0.0, 0.0)] * 16
+    outline = render(attrs)
+    filled = render([dataclasses.replace(a, style="filled") for a in attrs])
+    for gamma in (1.0, 0.5):
+        images, others, t = mix_fill(outline, attrs, [None] * 16, torch.zeros(16), torch.Generator().manual_seed(0),
+                                     1.0, gamma)
+        d = filled - outline  # the fill drawn into each image, as a share of the whole interior
+        fill = ((images - outline) * d).sum((1, 2, 3)) / d.square().sum((1, 2, 3))
+        assert all(o == {"style": "filled"} for o in others)
+        assert torch.allclose(t, fill.clamp_min(0) ** gamma, atol=1e-4), (gamma, t, fill)
+    a = ShapeAttributes("circle", "blue", "filled", 0.6, 0.0, 0.0)
+    pairs = [Pair(0, 1, "style", "filled", "outline", 0.75), Pair(2, 3, "style", "outline", "filled", 0.25)]
+    b = dataclasses.replace(a, style="outline")
+    _, others, t = render_pairs([a, a, b, b], pairs, torch.Generator().manual_seed(0), fill_gamma=0.5)
+    assert others[1] == {"style": "outline"} and t[1].item() == pytest.approx(0.5)  # fill 0.25: half 'filled'
+    assert others[3] == {"style": "filled"} and t[3].item() == pytest.approx(0.5)
+
 # --- the demo's claims ---------------------------------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ class ClipTrainConfig:
     glow: float = 0.0  # share of images given a coloured haze around the object (caption unchanged)
     colour_mix: float = 0.0  # share of objects whose colour is blended toward another (soft labels)
     fill_mix: float = 0.0  # share of outlined objects whose interior is partly filled (soft labels)
+    fill_gamma: float = 1.0  # label of a partly filled interior: filled_weight (< 1: stricter)
     init: str = ""  # continue from these weights (a file written by this script)
     arch: str = "vit"  # 'vit' (config tiny-shapes) or 'rn' (tiny-shapes-rn: a small ResNet image tower)
     counterfactual: float = 0.0  # share of the batch that is a one-attribute variant of another image in it
@@ -183,10 +184,12 @@ def counterfactual_batch(n: int, rng: torch.Generator, share: float):
     return attrs, pairs
 
 
-def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator) -> tuple[torch.Tensor, list, torch.Tensor]:
+def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator, fill_gamma: float = 1.0
+                 ) -> tuple[torch.Tensor, list, torch.Tensor]:
     """Renders of ``attrs`` with the pairs' colour blends and nuisances applied to their second images.
 
-    Returns (images, others, t) in the form :func:`soft_matches` takes (the blended value and its share).
+    Returns (images, others, t) in the form :func:`soft_matches` takes (the blended value and its label
+    weight: the share, or for a graded filled <-> outline pair :func:`filled_weight` of its fill).
     """
     images = render(attrs)
     n = len(attrs)
@@ -205,7 +208,9 @@ def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator) -> tuple[torch.
         elif p.kind == "style" and attrs[p.j].style == p.old:  # graded filled <-> outline
             changed = render([dataclasses.replace(attrs[p.j], style=p.new)])[0]
             images[p.j] = images[p.j] + p.t * (changed - images[p.j])
-            others[p.j], t[p.j] = {"style": p.new}, p.t
+            fill = p.t if p.new == "filled" else 1 - p.t
+            filled = filled_weight(fill, fill_gamma)
+            others[p.j], t[p.j] = {"style": p.new}, (filled if p.new == "filled" else 1 - filled)
         elif p.kind == "nuisance":
             images[p.j] = add_nuisance(images[p.j : p.j + 1], [attrs[p.j]], rng, 1.0)[0]
     return images, others, t
@@ -288,10 +293,22 @@ def soft_matches(caps: list[dict[str, str]], attrs, others: list, t: torch.Tenso
     return out
 
 
-def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: torch.Generator, share: float
-             ) -> tuple[torch.Tensor, list, torch.Tensor]:
+def filled_weight(fill: float, gamma: float = 1.0) -> float:
+    """The soft label 'filled' of an outline whose interior is filled by the share ``fill`` ('outline': the
+    rest): ``fill ** gamma``. At gamma 1 the label is the share, and the teacher's embedding moves along one
+    line from outline to filled: a 30% filled interior is then 70% 'outline', a zero-shot choice the
+    classification term (``--lambda classify``) stops pushing at, and an adapted outline keeps a tinted
+    interior that the reader calls invalid (it accepts up to ~20%). gamma < 1 makes a little fill count as
+    mostly filled (0.5: a 10% fill is 32% 'filled', 30% is 55%) while the label still rises everywhere, so
+    the term keeps asking for a clean interior."""
+    return float(fill) ** gamma if fill > 0 else 0.0
+
+
+def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: torch.Generator, share: float,
+             gamma: float = 1.0) -> tuple[torch.Tensor, list, torch.Tensor]:
     """Fill the interior of ``share`` of the outlined objects (not already blended) partly with the object's
-    colour, by a share ``t``, counted as 'filled' with weight t and 'outline' with 1 - t.
+    colour, by a share ``f``, counted as 'filled' with weight :func:`filled_weight` (f ** gamma) and
+    'outline' with the rest.
 
     A generator adapted from filled to outlined shapes stops where its teacher stops caring: a teacher
     that has only seen clean outlines calls an outline with a half-filled interior an outline, and the L2
@@ -310,7 +327,7 @@ def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: to
     others, t = list(others), t.clone()
     for k, i in enumerate(idx):
         images[i] = images[i] + share_t[k] * (filled[k] - images[i])
-        others[i], t[i] = {"style": "filled"}, share_t[k]
+        others[i], t[i] = {"style": "filled"}, filled_weight(share_t[k], gamma)
     return images, others, t
 
 
@@ -362,13 +379,14 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
     t0 = time.perf_counter()
     for step in tqdm(range(cfg.steps), desc="train tiny CLIP", disable=not progress):
         attrs, pairs = counterfactual_batch(cfg.batch, rng, cfg.counterfactual)
-        images, others, t = render_pairs(attrs, pairs, rng)
+        images, others, t = render_pairs(attrs, pairs, rng, cfg.fill_gamma)
         caps = [caption(a, rng) for a in attrs]
         texts = tokenizer([c for c, _ in caps])
         # The other augmentations touch the unpaired images only, so that a pair differs by its one change.
         free = len(attrs) - 2 * len(pairs)
         free_imgs, free_others, free_t = mix_colours(images[:free], attrs[:free], rng, cfg.colour_mix)
-        free_imgs, free_others, free_t = mix_fill(free_imgs, attrs[:free], free_others, free_t, rng, cfg.fill_mix)
+        free_imgs, free_others, free_t = mix_fill(free_imgs, attrs[:free], free_others, free_t, rng, cfg.fill_mix,
+                                                        cfg.fill_gamma)
         free_imgs = add_nuisance(add_glow(free_imgs, attrs[:free], rng, cfg.glow), attrs[:free], rng, cfg.nuisance)
         images = torch.cat([free_imgs, images[free:]])
         others = free_others + others[free:]
