@@ -633,3 +633,37 @@ def test_multidomain_benchmark_quick(tmp_path, capsys):
     assert "purple (held out, direct)" in out and "purple (held out, blend)" in out
     _benchmark("multidomain").main(argv)
     assert len((tmp_path / "m.jsonl").read_text().splitlines()) == 7
+
+
+def test_outline_of_ink_draws_the_renderers_outline():
+    """The ideal outline of true filled renders is the renderer's own outline of them, to within a fraction
+    of the stroke, for every shape (largest mean |difference| here 0.019, a cross)."""
+    import dataclasses
+
+    from stylenada.toy.render import SHAPES, Domain, render, sample_attributes
+    from stylenada.toy.tasks import outline_of_ink
+
+    attrs = [dataclasses.replace(a, style="filled", colour="red", background="white")
+             for a in sample_attributes(64, Domain(colours=("red",)), torch.Generator().manual_seed(3))]
+    assert {a.shape for a in attrs} == set(SHAPES)
+    filled = render(attrs)
+    outline = render([dataclasses.replace(a, style="outline") for a in attrs])
+    ideal = outline_of_ink(filled, [a.shape for a in attrs])
+    diff = (ideal - outline).abs().mean(dim=(1, 2, 3))
+    assert diff.max() < 0.025, diff.max()
+    ink = lambda x: (1 - x).clamp_min(0).sum(dim=(1, 2, 3))  # noqa: E731
+    # as much ink as the true outline (measured within 7%), less than the filled shape (a small cross's outline
+    # is nearly filled: 94% of its ink)
+    assert (ink(ideal) < ink(filled)).all() and torch.allclose(ink(ideal), ink(outline), rtol=0.1)
+
+
+def test_outline_ceiling_benchmark_quick(tmp_path, capsys):
+    """benchmarks/outline_ceiling.py on a few samples: every case judged, per shape, results written."""
+    out = tmp_path / "o.json"
+    _benchmark("outline_ceiling").main(["--seeds", "0", "--n", "16", "--results", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["case"] for r in rows] == ["source samples (filled)", "true outline renders of the reader's reading",
+                                         "ideal outline of true renders (the rule's check)",
+                                         "ideal outline of the source samples"]
+    assert all(sum(c for _, c in r["per_shape"].values()) == 16 and 0 <= r["valid"] <= 1 for r in rows)
+    assert "| ideal outline of the source samples | 0 | 16 |" in capsys.readouterr().out

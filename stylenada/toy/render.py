@@ -25,6 +25,7 @@ COLOURS: dict[str, tuple[int, int, int]] = {
     "purple": (140, 40, 190),
 }
 STYLES = ("filled", "outline", "striped")
+OUTLINE_STROKE_PX = 1.6  # width of an outline's stroke at 32 px
 BACKGROUNDS: dict[str, tuple[int, int, int]] = {
     "white": (255, 255, 255), "grey": (170, 170, 170), "black": (15, 15, 15)}
 SIZE_RANGE = (0.32, 0.62)  # object radius in image half-widths
@@ -158,7 +159,7 @@ def _coverage(a: ShapeAttributes, size: int) -> torch.Tensor:
     d = _sdf(a.shape, px - a.x, py - a.y, a.size)
     inside = d < 0
     if a.style == "outline":
-        stroke = 2 * 1.6 / 32  # about 1.6 px at 32 px, proportionally thicker strokes at 64 px
+        stroke = 2 * OUTLINE_STROKE_PX / 32  # proportionally thicker strokes at 64 px
         ink = inside & (d > -stroke)
     elif a.style == "striped":
         period = 2 * 5.0 / 32
@@ -258,6 +259,6 @@ def attribute_prompts(attribute: str) -> dict[str, str]:
     raise ValueError(f"no prompts for attribute {attribute!r}")
 
 
-__all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "Domain", "SHAPES", "STYLES", "ShapeAttributes", "attribute_prompts",
-           "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render", "render_batch",
-           "sample_attributes"]
+__all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "OUTLINE_STROKE_PX", "Domain", "SHAPES", "STYLES", "ShapeAttributes",
+           "attribute_prompts", "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render",
+           "render_batch", "sample_attributes"]
