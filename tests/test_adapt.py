@@ -17,6 +17,7 @@ from stylenada.adapt.trainer import Trainer, adapt, resume
 from stylenada.errors import StylenadaError
 from stylenada.formats import load_generator, save_generator
 from stylenada.models.stylegan2 import Generator, GeneratorConfig
+from stylenada.utils.rundir import RunDir
 
 TINY = GeneratorConfig(resolution=32, z_dim=32, w_dim=32, mapping_layers=2, channel_base=512, channel_max=16)
 
@@ -296,6 +297,32 @@ def test_best_caption_breaks_near_ties_toward_the_target():
     assert best_caption(images, cands, [(clip, 1.0)], "single", target="bg", near_tie=0.0)[0] == "red"
 
 
+
+class PixelClip(FixedClip):
+    """A stand-in CLIP whose image embedding is each image's first three pixel values."""
+
+    def encode_image(self, images):
+        return images[:, :, 0, 0]
+
+
+def test_caption_scores_average_over_recaptions():
+    """With a history, a re-caption scores the candidates over every batch so far: a batch that alone
+    favours "b" does not flip the choice that the images as a whole support, and the state round-trips."""
+    from stylenada.adapt.source_text import CaptionScores
+
+    clip = PixelClip({"a": [1.0, 0.0, 0.0], "b": [0.0, 1.0, 0.0], "c": [0.0, 0.0, 1.0]})
+    first, second = torch.zeros(4, 3, 2, 2), torch.zeros(2, 3, 2, 2)
+    first[:, 0, 0, 0] = 1.0  # every image of the first batch is "a"
+    second[:, 1, 0, 0] = 1.0  # the second batch alone says "b"
+    history = CaptionScores()
+    assert best_caption(first, ["a", "b", "c"], [(clip, 1.0)], "single", history=history)[0] == "a"
+    assert best_caption(second, ["a", "b", "c"], [(clip, 1.0)], "single")[0] == "b"
+    text, scores = best_caption(second, ["a", "b", "c"], [(clip, 1.0)], "single", history=history)
+    assert text == "a" and scores["a"] == pytest.approx(4 / 6) and scores["b"] == pytest.approx(2 / 6)
+    restored = CaptionScores()
+    restored.load_state_dict(history.state_dict())
+    assert restored.images == 6 and torch.equal(restored.total, history.total)
+
 def test_candidate_lists():
     assert "a red shape" in candidate_list("shapes")
     assert candidate_list("x, y ,z") == ["x", "y", "z"]
@@ -311,6 +338,30 @@ def test_dynamic_source_is_logged(gen_path, tmp_path, random_clip):
     chosen = [r["source"] for r in recs if "source" in r]
     assert [r["step"] for r in recs if "source" in r] == [0, 2]
     assert all(c in ("a photo", "a drawing", "a dog") for c in chosen)
+
+
+def test_dynamic_source_resume_equals_uninterrupted(gen_path, tmp_path, random_clip):
+    """The caption scores averaged over re-captions are part of the checkpoint: a resumed dynamic run
+    chooses and trains as the uninterrupted one."""
+    clips = [(random_clip, 1.0)]
+    kw = dict(source_text="dynamic", source_candidates="a photo,a drawing,a dog", source_interval=1, layers="all")
+    full = adapt(make_cfg(gen_path, tmp_path / "full", iters=4, **kw), clip_models=clips, progress=False)
+    part = adapt(make_cfg(gen_path, tmp_path / "part", iters=2, **kw), clip_models=clips, progress=False)
+    resumed = resume(part.run_dir, iters=4, clip_models=clips, progress=False)
+    def sources(run):
+        return [json.loads(x).get("source") for x in (run.run_dir / "metrics.jsonl").read_text().splitlines()]
+
+    assert sources(full) == sources(resumed)
+
+    def scored_images(run):
+        rundir = RunDir(run.run_dir)
+        state = torch.load(rundir.checkpoint(rundir.latest_checkpoint())[1], weights_only=True)
+        return state["caption_scores"]["images"]
+
+    assert scored_images(resumed) == scored_images(full) == 4 * make_cfg(gen_path, tmp_path / "x").source_batch
+    a, b = load_generator(full.generator_path), load_generator(resumed.generator_path)
+    for (n, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
 
 
 def test_resume_equals_uninterrupted(gen_path, tmp_path, random_clip):

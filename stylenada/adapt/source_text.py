@@ -2,9 +2,12 @@
 
 With dynamic source text, every ``interval`` steps CLIP scores each candidate caption against a batch
 of frozen-generator images (mean cosine, summed over the CLIP models with their weights); the best
-caption becomes the source text and the text direction is recomputed from it. Captions that describe the
-images about equally well (:data:`NEAR_TIE`) are told apart by their closeness to the target text: the
-source should differ from the target in what is to change and nothing else.
+caption becomes the source text and the text direction is recomputed from it. The frozen generator never
+changes, so each re-caption is one more batch of the same distribution: the scores are averaged over every
+batch so far (:class:`CaptionScores`), and the choice settles instead of flipping between captions that one
+batch scores about equally. Captions that describe the images about equally well (:data:`NEAR_TIE`) are
+told apart by their closeness to the target text: the source should differ from the target in what is to
+change and nothing else.
 """
 
 from __future__ import annotations
@@ -71,21 +74,45 @@ class SourceChoice:
         return {"step": self.step, "source": self.text, "scores": self.scores}
 
 
+@dataclass
+class CaptionScores:
+    """Each candidate's image score summed over the batches scored so far (a run's re-captions)."""
+
+    total: torch.Tensor | None = None
+    images: int = 0
+
+    def add(self, per_image: torch.Tensor) -> torch.Tensor:
+        """Add a batch's per-image scores [N, C]; returns the mean score of each candidate over every image."""
+        batch = per_image.sum(dim=0)
+        self.total = batch if self.total is None else self.total + batch
+        self.images += per_image.shape[0]
+        return self.total / self.images
+
+    def state_dict(self) -> dict:
+        return {"total": self.total, "images": self.images}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total, self.images = state["total"], int(state["images"])
+
+
 @torch.no_grad()
 def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: str,
-                 target: str | None = None, near_tie: float = NEAR_TIE) -> tuple[str, dict]:
+                 target: str | None = None, near_tie: float = NEAR_TIE,
+                 history: CaptionScores | None = None) -> tuple[str, dict]:
     """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models), and
     every candidate's score. With ``target``: of the candidates scoring within ``near_tie`` of the way from
     the best score to the median, the one whose text is nearest the target's; never the target itself (the
-    direction would vanish), whose place the best-scoring other candidate takes."""
-    scores, to_target = torch.zeros(len(candidates)), torch.zeros(len(candidates))
+    direction would vanish), whose place the best-scoring other candidate takes. With ``history``, the
+    images are added to it and its mean over every batch so far is the score."""
+    per_image, to_target = torch.zeros(len(images), len(candidates)), torch.zeros(len(candidates))
     for model, weight in clip_models:
         img = F.normalize(model.encode_image(images), dim=-1)
         txt = F.normalize(torch.stack([model.text_embedding(c, templates) for c in candidates]).to(img), dim=-1)
-        scores += weight * (img @ txt.T).mean(dim=0).cpu()
+        per_image += weight * (img @ txt.T).float().cpu()
         if target is not None:
             t = F.normalize(model.text_embedding(target, templates).to(img), dim=-1)
             to_target += weight * (txt @ t).cpu()
+    scores = per_image.mean(dim=0) if history is None else history.add(per_image)
     best = int(scores.argmax())
     if target is not None:
         allowed = torch.tensor([c.strip().lower() != target.strip().lower() for c in candidates])

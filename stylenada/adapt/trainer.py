@@ -38,7 +38,7 @@ from .losses import (
     image_change,
     image_direction,
 )
-from .source_text import best_caption, candidate_list
+from .source_text import CaptionScores, best_caption, candidate_list
 from .weighting import LossWeighting, make_weighting
 
 log = logging.getLogger(__name__)
@@ -282,6 +282,7 @@ class Trainer:
         else:
             self.objective.set_source(cfg.source)
         self.candidates = candidate_list(cfg.source_candidates) if cfg.source_text == "dynamic" else None
+        self.caption_scores = CaptionScores()
 
         self.strategy: LayerStrategy = make_strategy(cfg.layers, G_train, cfg.selection)
         self.weighting: LossWeighting = make_weighting(
@@ -341,7 +342,8 @@ class Trainer:
             with torch.no_grad():
                 imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
             target = cfg.target if cfg.target_images is None and cfg.target.strip() else None
-            text, _ = best_caption(imgs, self.candidates, self.clip_models, self.templates, target)
+            text, _ = best_caption(imgs, self.candidates, self.clip_models, self.templates, target,
+                                   history=self.caption_scores)
             self.objective.set_source(text)
             record["source"] = text
         selection = self.strategy.select(step, self.objective)
@@ -394,6 +396,7 @@ class Trainer:
             "strategy": self.strategy.state_dict(),
             "rng": self.rng.get_state(),
             "source": self.objective.source,
+            "caption_scores": self.caption_scores.state_dict(),
         }
         atomic_write(state_path, lambda p: torch.save(state, p))
         atomic_write_text(self.rundir.latest, json.dumps({"step": self.step, "name": name}))
@@ -435,6 +438,8 @@ class Trainer:
         self.strategy.load_state_dict(state["strategy"])
         self.rng.set_state(state["rng"])
         self.objective.set_source(state["source"])
+        if "caption_scores" in state:  # (checkpoints written before the scores were averaged over re-captions)
+            self.caption_scores.load_state_dict(state["caption_scores"])
         self.step = int(state["step"])
         # Keep the log consistent with the resumed state: drop records past the checkpoint.
         if self.rundir.metrics.exists():
