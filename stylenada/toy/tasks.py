@@ -92,7 +92,6 @@ def ink_masks(images: torch.Tensor, background: torch.Tensor | None = None) -> t
     return (images.float().clamp(-1, 1) - bg).abs().amax(dim=1) > 0.4
 
 
-
 def outline_of_ink(images: torch.Tensor, shapes: list[str], colour: str = "red", upsample: int = 10
                    ) -> torch.Tensor:
     """The ideal outline of each image's own object: its ink (``colour`` on white) less the ink's erosion
@@ -104,7 +103,7 @@ def outline_of_ink(images: torch.Tensor, shapes: list[str], colour: str = "red",
     corners), a disk otherwise (``shapes``: each object's shape, as the reader reads the source). On true
     renders it gives the renderer's own outline to within 0.02 mean absolute difference.
     """
-    n, _, h, w = images.shape
+    n, _, h, _ = images.shape
     white = torch.ones(1, 3, 1, 1)
     ink_rgb = torch.tensor(COLOURS[colour], dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
     d = ink_rgb - white
@@ -120,6 +119,7 @@ def outline_of_ink(images: torch.Tensor, shapes: list[str], colour: str = "red",
     near_edge = torch.where(boxy, F.conv2d(outside, square) > 0, F.conv2d(outside, disk) > 0)
     coverage = F.avg_pool2d((fine & near_edge).float(), upsample)
     return white + d * coverage
+
 
 def pixel_attribute(images: torch.Tensor, attribute: str) -> list[str | None]:
     """The attribute read from plain pixel statistics, no network: a check beside the reader.

@@ -297,10 +297,10 @@ def filled_weight(fill: float, gamma: float = 1.0) -> float:
     """The soft label 'filled' of an outline whose interior is filled by the share ``fill`` ('outline': the
     rest): ``fill ** gamma``. At gamma 1 the label is the share, and the teacher's embedding moves along one
     line from outline to filled: a 30% filled interior is then 70% 'outline', a zero-shot choice the
-    classification term (``--lambda classify``) stops pushing at, and an adapted outline keeps a tinted
-    interior that the reader calls invalid (it accepts up to ~20%). gamma < 1 makes a little fill count as
-    mostly filled (0.5: a 10% fill is 32% 'filled', 30% is 55%) while the label still rises everywhere, so
-    the term keeps asking for a clean interior."""
+    classification term (``--lambda classify``) stops pushing at (the reader accepts up to ~20%). gamma < 1
+    makes a little fill count as mostly filled (0.5: a 10% fill is 32% 'filled', 30% is 55%) while the label
+    still rises everywhere. Measured, it sharpens the teachers' zero-shot choice but not the style task's
+    validity (stylenada/toy/weights/README.md), so the shipped teachers use 1."""
     return float(fill) ** gamma if fill > 0 else 0.0
 
 
