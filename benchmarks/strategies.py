@@ -91,6 +91,7 @@ def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode
     m["steps"] = len(recs)
     m["trained_parameters"] = statistics.fmean(trained) if trained else 0.0
     m["fooled_any"] = max(m["fooled"].values()) if m.get("fooled") else 0.0
+    m["sources_chosen"] = [[r["step"], r["source"]] for r in recs if "source" in r]  # dynamic source text
     return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text,
             "noise_mode": noise_mode, "budget": budget, "seed": seed, "iters": iters, "seconds": seconds,
             "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "lambdas": dict(cfg.lambdas), "k": cfg.k, **m}

@@ -348,6 +348,7 @@ def test_strategy_study_quick(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
     assert len(records) == 4 and {r["layers"] for r in records} == {"all", "adaptive"}
     assert all(r["steps"] == 2 and r["trained_parameters"] > 0 for r in records)
+    assert all(r["sources_chosen"] == [] for r in records)  # static source text: no re-captions logged
     lr, terms = study.TASK_RECIPES["colour"]  # each task runs at its own recipe unless a slice gives one
     assert all(r["lr"] == lr and r["lambdas"] == terms for r in records)
     assert study.task_recipe("style")[1] == study.TASK_RECIPES["style"][1]
