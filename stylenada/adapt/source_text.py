@@ -7,7 +7,7 @@ changes, so each re-caption is one more batch of the same distribution: the scor
 batch so far (:class:`CaptionScores`), and the choice settles instead of flipping between captions that one
 batch scores about equally. Captions that describe the images about equally well (:data:`NEAR_TIE`) are
 told apart by their closeness to the target text: the source should differ from the target in what is to
-change and nothing else. A caption once chosen stays while it is still among those near-ties.
+change and nothing else.
 """
 
 from __future__ import annotations
@@ -98,15 +98,12 @@ class CaptionScores:
 @torch.no_grad()
 def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templates: str,
                  target: str | None = None, near_tie: float = NEAR_TIE,
-                 history: CaptionScores | None = None, current: str | None = None) -> tuple[str, dict]:
+                 history: CaptionScores | None = None) -> tuple[str, dict]:
     """The candidate caption that CLIP finds closest to ``images`` (mean cosine, weighted over models), and
     every candidate's score. With ``target``: of the candidates scoring within ``near_tie`` of the way from
     the best score to the median, the one whose text is nearest the target's; never the target itself (the
     direction would vanish), whose place the best-scoring other candidate takes. With ``history``, the
-    images are added to it and its mean over every batch so far is the score. ``current``, the caption a
-    run chose before, is kept while it is still one of those near the best: a switch mid-run turns the
-    direction the generator has followed so far (measured: a shape run that moved from "a circle" to "a
-    shape" at its third re-caption lost its squares, 2% against 73% with the static text)."""
+    images are added to it and its mean over every batch so far is the score."""
     per_image, to_target = torch.zeros(len(images), len(candidates)), torch.zeros(len(candidates))
     for model, weight in clip_models:
         img = F.normalize(model.encode_image(images), dim=-1)
@@ -117,11 +114,9 @@ def best_caption(images: torch.Tensor, candidates: list[str], clip_models, templ
             to_target += weight * (txt @ t).cpu()
     scores = per_image.mean(dim=0) if history is None else history.add(per_image)
     best = int(scores.argmax())
-    allowed = torch.tensor([target is None or c.strip().lower() != target.strip().lower() for c in candidates])
-    near = allowed & (scores >= scores[best] - near_tie * (scores[best] - scores.median()))
-    if current in candidates and near[candidates.index(current)]:
-        best = candidates.index(current)
-    elif target is not None:
+    if target is not None:
+        allowed = torch.tensor([c.strip().lower() != target.strip().lower() for c in candidates])
+        near = allowed & (scores >= scores[best] - near_tie * (scores[best] - scores.median()))
         if near.any():
             best = int(torch.where(near, to_target, torch.full_like(to_target, -torch.inf)).argmax())
         elif allowed.any():

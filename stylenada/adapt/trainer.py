@@ -342,9 +342,8 @@ class Trainer:
             with torch.no_grad():
                 imgs = self.G_frozen.synthesis(self.objective.sample_ws(cfg.source_batch), noise_mode="const")
             target = cfg.target if cfg.target_images is None and cfg.target.strip() else None
-            chosen = self.objective.source if self.caption_scores.images else None  # by an earlier re-caption
             text, _ = best_caption(imgs, self.candidates, self.clip_models, self.templates, target,
-                                   history=self.caption_scores, current=chosen)
+                                   history=self.caption_scores)
             self.objective.set_source(text)
             record["source"] = text
         selection = self.strategy.select(step, self.objective)
