@@ -53,8 +53,8 @@ def measure(generator: str, seed: int, n: int, adapted: list[str]) -> list[dict]
              "ideal outline of true renders (the rule's check)": outline_of_ink(renders, shapes),
              "ideal outline of the source samples": outline_of_ink(source, shapes)}
     cases.update({f"adapted: {p}": sample_images(load_generator(p), n, seed) for p in adapted})
-    base = {"generator": str(Path(generator).resolve().relative_to(ROOT)) if Path(generator).resolve().is_relative_to(
-        ROOT) else generator, "seed": seed, "n": n}
+    path = Path(generator).resolve()
+    base = {"generator": str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else generator, "seed": seed, "n": n}
     return [{**base, "case": case, **validity_by_shape(reader, images, shapes)} for case, images in cases.items()]
 
 
