@@ -197,6 +197,14 @@ def background_colours(attrs: list[ShapeAttributes]) -> torch.Tensor:
     return torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32).view(-1, 3, 1, 1) / 127.5 - 1
 
 
+def ink_coverage(images: torch.Tensor, ink: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
+    """How far each pixel's colour lies on the way from ``background`` to ``ink`` ([N or 1, 3, 1, 1] each, in
+    [-1, 1]), clamped to [0, 1]: [N, 1, H, W], the share of the pixel the object's ink covers."""
+    d = ink - background
+    share = ((images - background) * d).sum(1, keepdim=True) / d.square().sum(1, keepdim=True).clamp_min(1e-6)
+    return share.clamp(0, 1)
+
+
 def domain_sampler(domain: Domain | str, size: int = 32) -> Callable[[int, torch.Generator], torch.Tensor]:
     """A ``sample(n, rng) -> images`` function, as the GAN trainer takes."""
     return lambda n, rng: render_batch(n, domain, rng, size)[0]
@@ -260,5 +268,5 @@ def attribute_prompts(attribute: str) -> dict[str, str]:
 
 
 __all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "OUTLINE_STROKE_PX", "Domain", "SHAPES", "STYLES", "ShapeAttributes",
-           "attribute_prompts", "attributes_from_uniform", "caption", "caption_matches", "domain_sampler", "render",
-           "render_batch", "sample_attributes"]
+           "attribute_prompts", "attributes_from_uniform", "caption", "caption_matches", "domain_sampler",
+           "ink_coverage", "render", "render_batch", "sample_attributes"]

@@ -28,7 +28,7 @@ from ..eval.metrics import frechet_distance
 from ..models.family import Generator
 from ..models.sampling import sample_images
 from .reader import VALID_MAX_ERROR, AttributeReader
-from .render import COLOURS, DOMAINS, OUTLINE_STROKE_PX, Domain, ShapeAttributes, render_batch
+from .render import COLOURS, DOMAINS, OUTLINE_STROKE_PX, Domain, ShapeAttributes, ink_coverage, render_batch
 
 POSITION_TOLERANCE = 0.15  # in image half-widths
 SIZE_TOLERANCE = 0.1
@@ -106,9 +106,8 @@ def outline_of_ink(images: torch.Tensor, shapes: list[str], colour: str = "red",
     n, _, h, _ = images.shape
     white = torch.ones(1, 3, 1, 1)
     ink_rgb = torch.tensor(COLOURS[colour], dtype=torch.float32).view(1, 3, 1, 1) / 127.5 - 1
-    d = ink_rgb - white
-    ink = ((images.float().clamp(-1, 1) - white) * d).sum(1, keepdim=True) / d.square().sum()
-    fine = F.interpolate(ink.clamp(0, 1), scale_factor=upsample, mode="bilinear", align_corners=False) > 0.5
+    ink = ink_coverage(images.float().clamp(-1, 1), ink_rgb, white)
+    fine = F.interpolate(ink, scale_factor=upsample, mode="bilinear", align_corners=False) > 0.5
     radius = OUTLINE_STROKE_PX * h / 32 * upsample
     k = int(radius) + 1
     yy, xx = torch.meshgrid(torch.arange(-k, k + 1), torch.arange(-k, k + 1), indexing="ij")
@@ -118,7 +117,7 @@ def outline_of_ink(images: torch.Tensor, shapes: list[str], colour: str = "red",
     boxy = torch.tensor([s in ("square", "cross") for s in shapes]).view(n, 1, 1, 1)
     near_edge = torch.where(boxy, F.conv2d(outside, square) > 0, F.conv2d(outside, disk) > 0)
     coverage = F.avg_pool2d((fine & near_edge).float(), upsample)
-    return white + d * coverage
+    return white + (ink_rgb - white) * coverage
 
 
 def pixel_attribute(images: torch.Tensor, attribute: str) -> list[str | None]:

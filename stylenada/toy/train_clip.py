@@ -21,7 +21,17 @@ import torch
 import torch.nn.functional as F
 
 from ..utils.scripts import config_parser, log_record, write_log
-from .render import COLOURS, SHAPES, STYLES, attribute_prompts, caption, caption_matches, render, render_batch
+from .render import (
+    COLOURS,
+    SHAPES,
+    STYLES,
+    attribute_prompts,
+    caption,
+    caption_matches,
+    ink_coverage,
+    render,
+    render_batch,
+)
 from .tiny_clip import ARCHITECTURES, build_tiny_clip, register
 
 
@@ -200,10 +210,8 @@ def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator, fill_gamma: flo
         if p.kind == "colour":
             from .render import background_colours
 
-            bg = background_colours([attrs[p.j]])[0]
-            d = table[p.old] - bg
-            coverage = ((images[p.j] - bg) * d).sum(0, keepdim=True) / d.square().sum().clamp_min(1e-6)
-            images[p.j] = images[p.j] + (table[p.new] - table[p.old]) * p.t * coverage.clamp(0, 1)
+            coverage = ink_coverage(images[p.j][None], table[p.old][None], background_colours([attrs[p.j]]))[0]
+            images[p.j] = images[p.j] + (table[p.new] - table[p.old]) * p.t * coverage
             others[p.j], t[p.j] = p.new, p.t
         elif p.kind == "style" and attrs[p.j].style == p.old:  # graded filled <-> outline
             changed = render([dataclasses.replace(attrs[p.j], style=p.new)])[0]
@@ -272,10 +280,7 @@ def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
     table = torch.tensor([COLOURS[c] for c in names], dtype=torch.float32) / 127.5 - 1
     fg = table[own].view(n, 3, 1, 1)
     new_fg = fg + (table[other].view(n, 3, 1, 1) - fg) * t.view(n, 1, 1, 1)
-    bg = background_colours(attrs)
-    d = fg - bg
-    coverage = ((images - bg) * d).sum(1, keepdim=True) / d.square().sum(1, keepdim=True).clamp_min(1e-6)
-    mixed = images + (new_fg - fg) * coverage.clamp(0, 1)
+    mixed = images + (new_fg - fg) * ink_coverage(images, fg, background_colours(attrs))
     return mixed, [names[o] if c else None for o, c in zip(other.tolist(), chosen.tolist(), strict=True)], t
 
 
