@@ -73,15 +73,17 @@ def task_recipe(task: str, lr: float | None = None, lambdas: dict | None = None)
 
 
 def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode: str, budget: str, seed: int,
-            iters: int, seconds: float, n_eval: int, lr: float | None = None, lambdas: dict | None = None) -> dict:
+            iters: int, seconds: float, n_eval: int, lr: float | None = None, lambdas: dict | None = None,
+            generator: str = "") -> dict:
     """One adaptation with the demo's settings and the task's recipe (or a slice's ``lr`` / loss terms
-    ``lambdas``: :func:`task_recipe`), judged by the demo's metrics."""
+    ``lambdas``: :func:`task_recipe`), judged by the demo's metrics; ``generator``: another source generator
+    than the shipped one of the task's domain."""
     from stylenada.toy.demo import DemoConfig, run_demo
 
     lr, lambdas = task_recipe(task, lr, lambdas)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = DemoConfig(task=task, layers=layers, weighting=weighting, source_text=source_text, seed=seed, lr=lr,
-                         lambdas=lambdas, selection_interval=STUDY_INTERVAL,
+                         lambdas=lambdas, selection_interval=STUDY_INTERVAL, generator=generator,
                          noise_mode=noise_mode, n_eval=n_eval, out=str(Path(tmp) / "run"),
                          iters=iters if budget == "steps" else 100_000,
                          max_seconds=seconds if budget == "time" else 0.0)
@@ -94,7 +96,8 @@ def run_one(task: str, layers: str, weighting: str, source_text: str, noise_mode
     m["sources_chosen"] = [[r["step"], r["source"]] for r in recs if "source" in r]  # dynamic source text
     return {"task": task, "layers": layers, "weighting": weighting, "source_text": source_text,
             "noise_mode": noise_mode, "budget": budget, "seed": seed, "iters": iters, "seconds": seconds,
-            "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "lambdas": dict(cfg.lambdas), "k": cfg.k, **m}
+            "lambda_l2": cfg.lambda_l2, "lr": cfg.lr, "lambdas": dict(cfg.lambdas), "k": cfg.k,
+            **({"generator": generator} if generator else {}), **m}
 
 
 def _one_thread() -> None:
@@ -280,12 +283,14 @@ def cell(s: dict, m: str, fmt: str) -> str:
 
 
 def slice_links(doc: Path) -> list[str]:
-    """For the main study's doc: a line linking the slices run with other recipes (``--lr``/``--lambda``),
+    """For the main study's doc: a line linking the slices run with other recipes (``--lr``/``--lambda``) or
+    source generators (``--generator``),
     whose docs lie beside it as strategy-study-*.md."""
     if doc.stem != "strategy-study":
         return []
     slices = sorted(doc.parent.glob("strategy-study-*.md"))
-    return [f"Slices with other recipes: {', '.join(f'[{p.stem[len(doc.stem) + 1:]}]({p.name})' for p in slices)}.",
+    links = ", ".join(f"[{p.stem[len(doc.stem) + 1:]}]({p.name})" for p in slices)
+    return [f"Slices with other recipes or source generators: {links}.",
             ""] if slices else []
 
 
@@ -299,6 +304,12 @@ def recipes_line(records: list[dict]) -> str:
         for lr, terms in sorted(per_task[task]):
             parts.append(f"{task}: lr {lr:g}" + "".join(f", lambda_{k} {v:g}" for k, v in terms))
     return "; ".join(parts)
+
+
+def generator_line(records: list[dict]) -> list[str]:
+    """The source generator of a slice that gave one (the study's runs adapt the shipped generators)."""
+    given = sorted({r["generator"] for r in records if r.get("generator")})
+    return [f"Source generator (not the shipped one): {', '.join(f'`{g}`' for g in given)}.", ""] if given else []
 
 
 def write_report(records: list[dict], doc: Path, command: str, results: Path) -> None:
@@ -316,6 +327,7 @@ def write_report(records: list[dict], doc: Path, command: str, results: Path) ->
              "seeds.", "",
              f"Made by: `{command}` (results in `{shown}`, one line per run).", "",
              f"Recipes (the same for every strategy): {recipes_line(records)}.", "",
+             *generator_line(records),
              f"Settings: batch {d.batch}, lambda_l2 {d.lambda_l2} (initial value for "
              f"the learned weighting), k {d.k} of 8 W+ entries for late and the adaptive strategies, ToRGBs "
              f"{'trained' if d.train_torgb else 'frozen'} with their entries, teachers {', '.join(d.clip)}; "
@@ -399,6 +411,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--report-only", action="store_true")
     ap.add_argument("--lr", type=float, default=None, help="learning rate of every run, instead of each task's "
                     "recipe (a slice with another recipe: give it its own --results and --doc)")
+    ap.add_argument("--generator", default="", help="source generator of every run instead of the shipped one "
+                    "(the shapes domain: colour and style tasks; a slice: give it its own --results and --doc)")
     ap.add_argument("--lambda", dest="lambdas", nargs="+", default=None, metavar="NAME=W",
                     help="further registered loss terms of every run instead of each task's recipe, e.g. "
                          "classify=3 (a slice that gives only --lr has none)")
@@ -406,6 +420,15 @@ def main(argv: list[str] | None = None) -> None:
     from stylenada.cli import parse_lambdas
 
     lambdas = None if args.lambdas is None else parse_lambdas(tuple(args.lambdas))
+    if args.generator:
+        from stylenada.toy.tasks import get_task
+
+        other = [t for t in args.tasks if get_task(t).source_domain != "source"]
+        if other:
+            raise SystemExit(f"error: --generator replaces the shapes generator; the {', '.join(other)} task "
+                             "adapts another source domain: leave it out (--tasks colour style)")
+        if not Path(args.generator).exists():
+            raise SystemExit(f"error: no generator at {args.generator}: give the path of a .safetensors generator")
 
     def wanted(task: str) -> tuple:
         lr, terms = task_recipe(task, args.lr, lambdas)
@@ -416,7 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     results.parent.mkdir(parents=True, exist_ok=True)
     records = [json.loads(x) for x in results.read_text().splitlines() if x.strip()] if results.exists() else []
     records = [r for r in records if ((r["budget"] == "steps" and r["iters"] == iters)
-               or (r["budget"] == "time" and r["seconds"] == args.seconds)) and recipe(r) == wanted(r["task"])]
+               or (r["budget"] == "time" and r["seconds"] == args.seconds)) and recipe(r) == wanted(r["task"])
+               and r.get("generator", "") == args.generator]
     done = {key(r) for r in records}
     if not args.report_only:
         todo = [c for c in plan(args) if c not in done]
@@ -443,10 +467,12 @@ def main(argv: list[str] | None = None) -> None:
 
         if args.jobs <= 1:
             for i, c in enumerate(todo):
-                finish(i, c, lambda c=c: run_one(*c, iters, args.seconds, args.n_eval, args.lr, lambdas))
+                finish(i, c, lambda c=c: run_one(*c, iters, args.seconds, args.n_eval, args.lr, lambdas,
+                                                   args.generator))
         else:  # one thread per worker: parallel torch threads on few cores slow each other down
             with ProcessPoolExecutor(max_workers=args.jobs, initializer=_one_thread) as pool:
-                futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval, args.lr, lambdas): c
+                futures = {pool.submit(run_one, *c, iters, args.seconds, args.n_eval, args.lr, lambdas,
+                                       args.generator): c
                            for c in todo}
                 for i, fut in enumerate(as_completed(futures)):
                     finish(i, futures[fut], fut.result)

@@ -1,6 +1,7 @@
 """The shapes world: renderer, captions, reader, tiny CLIP, tiny GAN, metrics, and the demo's claims."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -367,6 +368,15 @@ def test_strategy_study_quick(tmp_path):
     assert len(records) == 6 and records[-1]["lambdas"] == {"classify": 1.0} and records[-1]["lr"] == 0.005
     text = doc.read_text()
     assert "lr 0.005" in text and "lambda_classify 1" in text and "| adaptive | fixed" not in text
+    # a slice on another source generator runs its own runs, named in its records and summary
+    generator = tmp_path / "gen.safetensors"
+    shutil.copy(Path(study.__file__).parents[1] / "stylenada" / "toy" / "weights" / "shapes_gan.safetensors", generator)
+    study.main(argv + ["--generator", str(generator)])
+    records = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert len(records) == 10 and all(r["generator"] == str(generator) for r in records[6:])
+    assert f"Source generator (not the shipped one): `{generator}`" in doc.read_text()
+    with pytest.raises(SystemExit, match="shape task adapts another source domain"):
+        study.main(argv + ["--generator", str(generator), "--tasks", "shape"])
 
 
 def test_gan_training_resumes_from_its_state(tmp_path):
