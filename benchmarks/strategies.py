@@ -284,8 +284,7 @@ def cell(s: dict, m: str, fmt: str) -> str:
 
 def slice_links(doc: Path) -> list[str]:
     """For the main study's doc: a line linking the slices run with other recipes (``--lr``/``--lambda``) or
-    source generators (``--generator``),
-    whose docs lie beside it as strategy-study-*.md."""
+    source generators (``--generator``), whose docs lie beside it as strategy-study-*.md."""
     if doc.stem != "strategy-study":
         return []
     slices = sorted(doc.parent.glob("strategy-study-*.md"))
