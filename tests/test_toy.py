@@ -678,3 +678,10 @@ def test_outline_ceiling_benchmark_quick(tmp_path, capsys):
                                          "ideal outline of the source samples"]
     assert all(sum(c for _, c in r["per_shape"].values()) == 16 and 0 <= r["valid"] <= 1 for r in rows)
     assert "| ideal outline of the source samples | 0 | 16 |" in capsys.readouterr().out
+    # each teacher's view: the source against itself has no change and reads as filled; true outlines read as
+    # outlines, their change along the text direction
+    source, outline = rows[0]["teachers"], rows[1]["teachers"]
+    assert set(source) == {"tiny-shapes", "tiny-shapes-rn"}
+    for spec in source:
+        assert source[spec]["cos"] == 0 and source[spec]["p_target"] < 0.1
+        assert outline[spec]["cos"] > 0.8 and outline[spec]["p_target"] > 0.9
