@@ -230,7 +230,7 @@ def test_training_scripts_train():
     assert changed(G, G0) and len(log) == 3
     assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["distill"]])).all() for r in log)
     assert log[0]["d_loss"] == 0.0 and log[-1]["d_loss"] > 0  # the warm-up step has no D; later ones do
-    clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5,
+    clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5, stroke_mix=0.5,
                                counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
     model, _, clog = train_tiny_clip(clip_cfg, progress=False)
     assert changed(model, build_tiny_clip(clip_cfg.seed)) and torch.isfinite(torch.tensor(clog[0]["loss"]))
@@ -605,6 +605,28 @@ def test_partly_filled_outlines_are_soft_labelled():
     w = soft_matches([{"style": "outline"}, {"style": "filled"}, {"shape": "circle"}], [attrs[i]], [others[i]],
                      t[i : i + 1])[0]
     torch.testing.assert_close(w, torch.tensor([1 - t[i], t[i], 1.0]))
+
+
+def test_wide_and_blurred_strokes_are_labelled_by_the_ink_inside():
+    """mix_stroke: an outline drawn wider or blurred counts as 'filled' by the share of its interior the ink
+    covers (0 for the world's stroke, 1 for the filled shape); filled objects are left alone."""
+    from stylenada.toy.render import ShapeAttributes, render
+    from stylenada.toy.train_clip import interior_ink, mix_stroke
+
+    ring = ShapeAttributes("circle", "red", "outline", 0.6, 0.0, 0.0)
+    filled = ShapeAttributes("square", "blue", "filled", 0.6, 0.0, 0.0)
+    assert interior_ink(render([ring]), [ring]).item() == 0.0
+    assert interior_ink(render([ring], stroke_px=100.0), [ring]).item() == pytest.approx(1.0)
+    wider = [interior_ink(render([ring], stroke_px=w), [ring]).item() for w in (2.5, 4.0, 6.0)]
+    assert 0 < wider[0] < wider[1] < wider[2] < 1
+    attrs = [ring] * 12 + [filled] * 4
+    images = render(attrs)
+    mixed, others, t = mix_stroke(images, attrs, [None] * 16, torch.zeros(16), torch.Generator().manual_seed(0), 1.0)
+    assert all(o == {"style": "filled"} for o in others[:12]) and others[12:] == [None] * 4
+    torch.testing.assert_close(mixed[12:], images[12:])
+    assert (t[:12] > 0).all() and (t[:12] < 1).all()
+    assert (mixed[:12] != images[:12]).flatten(1).any(1).all()
+    torch.testing.assert_close(t[:12], interior_ink(mixed[:12], attrs[:12]))
 
 
 def _benchmark(name: str):

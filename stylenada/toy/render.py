@@ -151,15 +151,16 @@ def _sdf(shape: str, px: torch.Tensor, py: torch.Tensor, r: float) -> torch.Tens
     raise ValueError(f"unknown shape {shape!r}")
 
 
-def _coverage(a: ShapeAttributes, size: int) -> torch.Tensor:
-    """Share of each pixel covered by the object's ink, [size, size] in [0, 1]."""
+def _coverage(a: ShapeAttributes, size: int, stroke_px: float = OUTLINE_STROKE_PX) -> torch.Tensor:
+    """Share of each pixel covered by the object's ink, [size, size] in [0, 1] (an outline's stroke
+    ``stroke_px`` wide at 32 px)."""
     s = size * SUPERSAMPLE
     coords = (torch.arange(s, dtype=torch.float32) + 0.5) / s * 2 - 1
     py, px = torch.meshgrid(coords, coords, indexing="ij")
     d = _sdf(a.shape, px - a.x, py - a.y, a.size)
     inside = d < 0
     if a.style == "outline":
-        stroke = 2 * OUTLINE_STROKE_PX / 32  # proportionally thicker strokes at 64 px
+        stroke = 2 * stroke_px / 32  # proportionally thicker strokes at 64 px
         ink = inside & (d > -stroke)
     elif a.style == "striped":
         period = 2 * 5.0 / 32
@@ -170,13 +171,14 @@ def _coverage(a: ShapeAttributes, size: int) -> torch.Tensor:
     return F.avg_pool2d(ink.float()[None, None], SUPERSAMPLE)[0, 0]
 
 
-def render(attrs: Sequence[ShapeAttributes], size: int = 32) -> torch.Tensor:
-    """Images [N, 3, size, size] in [-1, 1] for the attribute records."""
+def render(attrs: Sequence[ShapeAttributes], size: int = 32, stroke_px: float = OUTLINE_STROKE_PX) -> torch.Tensor:
+    """Images [N, 3, size, size] in [-1, 1] for the attribute records (outlines drawn ``stroke_px`` wide:
+    the world's own stroke unless asked)."""
     if size not in (32, 64):
         raise ValueError(f"render size must be 32 or 64, got {size}")
     out = torch.empty(len(attrs), 3, size, size)
     for i, a in enumerate(attrs):
-        cov = _coverage(a, size)
+        cov = _coverage(a, size, stroke_px)
         fg = torch.tensor(COLOURS[a.colour], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
         bg = torch.tensor(BACKGROUNDS[a.background], dtype=torch.float32).view(3, 1, 1) / 127.5 - 1
         out[i] = bg + (fg - bg) * cov
