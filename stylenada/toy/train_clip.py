@@ -363,7 +363,8 @@ def mix_stroke(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: 
     A generator adapted from filled to outlined shapes under a teacher that has seen only the world's thin
     stroke draws wide, soft rings (the L2 term prefers them: less red removed) which that teacher calls
     outlines more surely than true ones (docs/benchmarks.md, "How valid can an outline be?"). Graded
-    strokes make the teacher's outline the world's stroke.
+    strokes were to make the teacher's outline the world's stroke; measured, one stage did not change how
+    the teachers score adapted rings, so the shipped teachers do without (stylenada/toy/weights/README.md).
     """
     from .reader import gaussian_blur
 
