@@ -1,5 +1,6 @@
 """The shapes world: renderer, captions, reader, tiny CLIP, tiny GAN, metrics, and the demo's claims."""
 
+import dataclasses
 import json
 import shutil
 
@@ -231,6 +232,7 @@ def test_training_scripts_train():
     assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["distill"]])).all() for r in log)
     assert log[0]["d_loss"] == 0.0 and log[-1]["d_loss"] > 0  # the warm-up step has no D; later ones do
     clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5, stroke_mix=0.5,
+                               interior_mix=0.5,
                                counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
     model, _, clog = train_tiny_clip(clip_cfg, progress=False)
     assert changed(model, build_tiny_clip(clip_cfg.seed)) and torch.isfinite(torch.tensor(clog[0]["loss"]))
@@ -627,6 +629,29 @@ def test_wide_and_blurred_strokes_are_labelled_by_the_ink_inside():
     assert (t[:12] > 0).all() and (t[:12] < 1).all()
     assert (mixed[:12] != images[:12]).flatten(1).any(1).all()
     torch.testing.assert_close(t[:12], interior_ink(mixed[:12], attrs[:12]))
+
+
+def test_outline_interiors_tinted_any_colour_count_as_filled_by_the_tint():
+    """mix_interior: only an outlined object's interior changes, toward the drawn colour by share f, and the
+    'filled' label is f scaled by how far that colour lies from the background (the object's own: f)."""
+    from stylenada.toy.render import ShapeAttributes, render
+    from stylenada.toy.train_clip import mix_interior
+
+    ring = ShapeAttributes("square", "red", "outline", 0.6, 0.0, 0.0)
+    filled = ShapeAttributes("circle", "red", "filled", 0.6, 0.0, 0.0)
+    attrs = [ring] * 12 + [filled] * 4
+    images = render(attrs)
+    mixed, others, t = mix_interior(images, attrs, [None] * 16, torch.zeros(16), torch.Generator().manual_seed(0),
+                                    1.0)
+    assert all(o == {"style": "filled"} for o in others[:12]) and others[12:] == [None] * 4
+    torch.testing.assert_close(mixed[12:], images[12:])
+    assert ((t[:12] >= 0) & (t[:12] <= 1)).all() and t[:12].std() > 0
+    # the stroke and the background stay as they were; the interior moved
+    solid = render([dataclasses.replace(ring, style="filled")])[0]
+    inside = ((solid - images[0]).abs().amax(0) > 1.0)  # interior pixels: red when filled, white as outline
+    outside = (solid - 1).abs().amax(0) < 1e-3  # background
+    changed = (mixed[:12] - images[:12]).abs().amax(1)
+    assert (changed[:, outside] == 0).all() and (changed[:, inside].amax(1) > 0).all()
 
 
 def _benchmark(name: str):

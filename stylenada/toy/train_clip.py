@@ -52,6 +52,7 @@ class ClipTrainConfig:
     fill_mix: float = 0.0  # share of outlined objects whose interior is partly filled (soft labels)
     fill_gamma: float = 1.0  # label of a partly filled interior: filled_weight (< 1: stricter)
     stroke_mix: float = 0.0  # share of outlined objects drawn with a wider or blurred stroke (see mix_stroke)
+    interior_mix: float = 0.0  # share of outlined objects whose interior is tinted any colour (see mix_interior)
     init: str = ""  # continue from these weights (a file written by this script)
     arch: str = "vit"  # 'vit' (config tiny-shapes) or 'rn' (tiny-shapes-rn: a small ResNet image tower)
     counterfactual: float = 0.0  # share of the batch that is a one-attribute variant of another image in it
@@ -338,6 +339,12 @@ def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: to
     return images, others, t
 
 
+def object_colours(attrs) -> torch.Tensor:
+    """[N, 3, 1, 1]: each object's ink colour in [-1, 1]."""
+    rgb = torch.stack([torch.tensor(COLOURS[a.colour], dtype=torch.float32) for a in attrs])
+    return (rgb / 127.5 - 1)[..., None, None]
+
+
 def interior_ink(images: torch.Tensor, attrs) -> torch.Tensor:
     """[N]: the mean share of ink over each outlined object's interior (inside the shape, beyond the world's
     stroke): 0 for a true outline, 1 for the filled shape."""
@@ -347,8 +354,7 @@ def interior_ink(images: torch.Tensor, attrs) -> torch.Tensor:
     filled = render([dataclasses.replace(a, style="filled") for a in attrs], size)
     outline = render([dataclasses.replace(a, style="outline") for a in attrs], size)
     bg = background_colours(list(attrs))
-    ink = torch.stack([torch.tensor(COLOURS[a.colour], dtype=torch.float32) for a in attrs]) / 127.5 - 1
-    ink = ink[..., None, None]
+    ink = object_colours(attrs)
     interior = (ink_coverage(filled, ink, bg) > 0.5) & (ink_coverage(outline, ink, bg) < 0.02)
     share = (ink_coverage(images, ink, bg) * interior).sum(dim=[1, 2, 3]) / interior.sum(dim=[1, 2, 3]).clamp_min(1)
     return share
@@ -389,6 +395,41 @@ def mix_stroke(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: 
     fill = interior_ink(images[idx], [attrs[i] for i in idx])
     for k, i in enumerate(idx):
         others[i], t[i] = {"style": "filled"}, filled_weight(float(fill[k]), gamma)
+    return images, others, t
+
+
+def mix_interior(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: torch.Generator, share: float,
+                 gamma: float = 1.0) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """Tint the interior of ``share`` of the outlined objects (not already blended) toward a random colour
+    by a share ``f``, counted as 'filled' with weight :func:`filled_weight` of ``f`` times how far the tint
+    lies from the background (relative to the object's own colour, at most 1), 'outline' with the rest.
+
+    The adapted generators' outlines keep a grey or bluish interior and a tinted background, which a teacher
+    that has seen only the object's own colour inside an outline reads as empty: an outline is an interior
+    that is background, whatever else fills it.
+    """
+    from .render import background_colours
+
+    n = images.shape[0]
+    chosen = (torch.rand(n, generator=rng) < share) & torch.tensor(
+        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
+    if share <= 0 or not chosen.any():
+        return images, others, t
+    idx = torch.nonzero(chosen).flatten().tolist()
+    sub = [attrs[i] for i in idx]
+    size = images.shape[-1]
+    bg = background_colours(sub)
+    ink = object_colours(sub)
+    filled = ink_coverage(render([dataclasses.replace(a, style="filled") for a in sub], size), ink, bg)
+    outline = ink_coverage(render([dataclasses.replace(a, style="outline") for a in sub], size), ink, bg)
+    interior = (filled - outline).clamp_min(0)
+    colour = torch.rand(len(idx), 3, 1, 1, generator=rng) * 2 - 1
+    f = torch.rand(len(idx), generator=rng)
+    reach = ((colour - bg).flatten(1).norm(dim=1) / (ink - bg).flatten(1).norm(dim=1).clamp_min(1e-6)).clamp(max=1)
+    images, others, t = images.clone(), list(others), t.clone()
+    images[idx] = images[idx] + f.view(-1, 1, 1, 1) * interior * (colour - images[idx])
+    for k, i in enumerate(idx):
+        others[i], t[i] = {"style": "filled"}, filled_weight(float(f[k] * reach[k]), gamma)
     return images, others, t
 
 
@@ -450,6 +491,8 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
                                                         cfg.fill_gamma)
         free_imgs, free_others, free_t = mix_stroke(free_imgs, attrs[:free], free_others, free_t, rng,
                                                     cfg.stroke_mix, cfg.fill_gamma)
+        free_imgs, free_others, free_t = mix_interior(free_imgs, attrs[:free], free_others, free_t, rng,
+                                                      cfg.interior_mix, cfg.fill_gamma)
         free_imgs = add_nuisance(add_glow(free_imgs, attrs[:free], rng, cfg.glow), attrs[:free], rng, cfg.nuisance)
         images = torch.cat([free_imgs, images[free:]])
         others = free_others + others[free:]
