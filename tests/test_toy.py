@@ -232,8 +232,7 @@ def test_training_scripts_train():
     assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["distill"]])).all() for r in log)
     assert log[0]["d_loss"] == 0.0 and log[-1]["d_loss"] > 0  # the warm-up step has no D; later ones do
     clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5, stroke_mix=0.5,
-                               interior_mix=0.5,
-                               counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
+                               interior_mix=0.5, counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
     model, _, clog = train_tiny_clip(clip_cfg, progress=False)
     assert changed(model, build_tiny_clip(clip_cfg.seed)) and torch.isfinite(torch.tensor(clog[0]["loss"]))
     reader, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
