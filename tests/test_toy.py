@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from stylenada.errors import StylenadaError
 from stylenada.eval.metrics import frechet_distance
@@ -232,7 +233,8 @@ def test_training_scripts_train():
     assert all(torch.isfinite(torch.tensor([r["d_loss"], r["g_loss"], r["distill"]])).all() for r in log)
     assert log[0]["d_loss"] == 0.0 and log[-1]["d_loss"] > 0  # the warm-up step has no D; later ones do
     clip_cfg = ClipTrainConfig(steps=2, batch=32, log_every=1, glow=0.5, colour_mix=0.5, fill_mix=0.5, stroke_mix=0.5,
-                               interior_mix=0.5, counterfactual=0.5, nuisance=0.3, direction_weight=1.0)
+                               interior_mix=0.5, counterfactual=0.5, nuisance=0.3, direction_weight=1.0,
+                               style_choice_weight=1.0)
     model, _, clog = train_tiny_clip(clip_cfg, progress=False)
     assert changed(model, build_tiny_clip(clip_cfg.seed)) and torch.isfinite(torch.tensor(clog[0]["loss"]))
     reader, metrics = train_reader(ReaderTrainConfig(steps=2, batch=16), progress=False)
@@ -651,6 +653,30 @@ def test_outline_interiors_tinted_any_colour_count_as_filled_by_the_tint():
     outside = (solid - 1).abs().amax(0) < 1e-3  # background
     changed = (mixed[:12] - images[:12]).abs().amax(1)
     assert (changed[:, outside] == 0).all() and (changed[:, inside].amax(1) > 0).all()
+
+
+def test_style_choice_loss_asks_the_two_text_choice_for_each_outline_share():
+    """style_choice_loss: BCE of sigmoid(scale * img . (T(outline) - T(filled))) against the share of outline:
+    1 / 0 for plain outlines / filled shapes (colour blends keep theirs), 1 - t for a graded fill, striped
+    objects and non-style changes left out."""
+    import open_clip
+
+    from stylenada.toy.render import ShapeAttributes
+    from stylenada.toy.tiny_clip import build_tiny_clip, register
+    from stylenada.toy.train_clip import style_choice_loss
+
+    model, tokenizer = build_tiny_clip(0), open_clip.get_tokenizer(register("vit"))
+    attrs = [ShapeAttributes("circle", "red", style, 0.5, 0.0, 0.0)
+             for style in ("outline", "filled", "outline", "outline", "striped", "filled")]
+    others = [None, None, {"style": "filled"}, "blue", None, {"shape": "square"}]
+    t = torch.tensor([0.0, 0.0, 0.3, 0.4, 0.0, 1.0])
+    img = F.normalize(torch.randn(6, 64), dim=-1)
+    with torch.no_grad():
+        loss = style_choice_loss(model, tokenizer, img, attrs, others, t)
+        txt = F.normalize(model.encode_text(tokenizer(["a filled shape", "an outline of a shape"])), dim=-1)
+        logits = model.logit_scale.exp() * (img[[0, 1, 2, 3]] @ (txt[1] - txt[0]))
+    expected = F.binary_cross_entropy_with_logits(logits, torch.tensor([1.0, 0.0, 0.7, 1.0]))
+    torch.testing.assert_close(loss, expected)
 
 
 def _benchmark(name: str):

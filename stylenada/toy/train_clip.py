@@ -53,6 +53,7 @@ class ClipTrainConfig:
     fill_gamma: float = 1.0  # label of a partly filled interior: filled_weight (< 1: stricter)
     stroke_mix: float = 0.0  # share of outlined objects drawn with a wider or blurred stroke (see mix_stroke)
     interior_mix: float = 0.0  # share of outlined objects whose interior is tinted any colour (see mix_interior)
+    style_choice_weight: float = 0.0  # weight of the graded two-text style choice term (see style_choice_loss)
     init: str = ""  # continue from these weights (a file written by this script)
     arch: str = "vit"  # 'vit' (config tiny-shapes) or 'rn' (tiny-shapes-rn: a small ResNet image tower)
     counterfactual: float = 0.0  # share of the batch that is a one-attribute variant of another image in it
@@ -256,6 +257,33 @@ def direction_loss(model, tokenizer, img: torch.Tensor, pairs: list[Pair], invar
         t = F.normalize(model.encode_text(tokenizer(texts)), dim=-1).view(len(nuisance_pairs), 2, -1)
         terms.append(F.cosine_similarity(img[j] - img[i], t[:, 1] - t[:, 0], dim=-1).square().sum())
     return torch.stack(terms).sum() / max(len(pairs), 1) if terms else img.new_zeros(())
+
+
+def style_choice_loss(model, tokenizer, img: torch.Tensor, attrs, others: list, t: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the zero-shot choice between "a filled shape" and "an outline of a shape" (at
+    the model's logit scale) against each filled or outlined image's share of outline: its soft label, so a
+    partly filled or widened outline is asked to be that share 'outline' in the choice itself.
+
+    The contrastive loss spreads a soft label over every caption of the batch, which moves the two-text
+    choice far less than the label (a grey interior labelled 26% filled still scores 0.97 'outline'); the
+    adaptation's classify term (``--lambda classify``) optimises exactly this choice."""
+    rows, target = [], []
+    for i, (a, o) in enumerate(zip(attrs, others, strict=True)):
+        if a.style not in ("filled", "outline"):
+            continue
+        share = float(a.style == "outline")
+        if isinstance(o, dict):
+            if set(o) != {"style"} or o["style"] not in ("filled", "outline"):
+                continue
+            share = (1 - float(t[i])) * share + float(t[i]) * (o["style"] == "outline")
+        rows.append(i)
+        target.append(share)
+    if not rows:
+        return img.new_zeros(())
+    prompts = attribute_prompts("style")
+    txt = F.normalize(model.encode_text(tokenizer([prompts["filled"], prompts["outline"]])), dim=-1)
+    logits = model.logit_scale.exp() * (img[rows] @ (txt[1] - txt[0]))
+    return F.binary_cross_entropy_with_logits(logits, torch.tensor(target, dtype=logits.dtype))
 
 
 def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
@@ -509,6 +537,8 @@ def train_tiny_clip(cfg: ClipTrainConfig, out: str | Path | None = None, progres
         loss = (loss_i + loss_t) / 2
         if cfg.direction_weight > 0:
             loss = loss + cfg.direction_weight * direction_loss(model, tokenizer, img, pairs, cfg.invariance_weight)
+        if cfg.style_choice_weight > 0:
+            loss = loss + cfg.style_choice_weight * style_choice_loss(model, tokenizer, img, attrs, others, t)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
