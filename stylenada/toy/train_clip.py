@@ -340,6 +340,14 @@ def filled_weight(fill: float, gamma: float = 1.0) -> float:
     return float(fill) ** gamma if fill > 0 else 0.0
 
 
+def unblended_outlines(attrs, others: list, rng: torch.Generator, share: float) -> list[int]:
+    """Indices of a random ``share`` of the outlined objects that no earlier augmentation has blended (one
+    draw per image from ``rng``, whatever the share)."""
+    chosen = (torch.rand(len(attrs), generator=rng) < share) & torch.tensor(
+        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
+    return torch.nonzero(chosen).flatten().tolist() if share > 0 else []
+
+
 def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: torch.Generator, share: float,
              gamma: float = 1.0) -> tuple[torch.Tensor, list, torch.Tensor]:
     """Fill the interior of ``share`` of the outlined objects (not already blended) partly with the object's
@@ -351,12 +359,9 @@ def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: to
     term then keeps the interior as close to the old fill as that allows. Graded fills make the teacher's
     embedding follow the interior, so the directional loss asks for a clean one.
     """
-    n = images.shape[0]
-    chosen = (torch.rand(n, generator=rng) < share) & torch.tensor(
-        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
-    if share <= 0 or not chosen.any():
+    idx = unblended_outlines(attrs, others, rng, share)
+    if not idx:
         return images, others, t
-    idx = torch.nonzero(chosen).flatten().tolist()
     filled = render([dataclasses.replace(attrs[i], style="filled") for i in idx])
     share_t = torch.rand(len(idx), generator=rng)
     images = images.clone()
@@ -402,12 +407,9 @@ def mix_stroke(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: 
     """
     from .reader import gaussian_blur
 
-    n = images.shape[0]
-    chosen = (torch.rand(n, generator=rng) < share) & torch.tensor(
-        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
-    if share <= 0 or not chosen.any():
+    idx = unblended_outlines(attrs, others, rng, share)
+    if not idx:
         return images, others, t
-    idx = torch.nonzero(chosen).flatten().tolist()
     wide = torch.rand(len(idx), generator=rng) < 0.5
     u = torch.rand(len(idx), generator=rng)
     images, others, t = images.clone(), list(others), t.clone()
@@ -439,12 +441,9 @@ def mix_interior(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng
     """
     from .render import background_colours
 
-    n = images.shape[0]
-    chosen = (torch.rand(n, generator=rng) < share) & torch.tensor(
-        [a.style == "outline" and o is None for a, o in zip(attrs, others, strict=True)])
-    if share <= 0 or not chosen.any():
+    idx = unblended_outlines(attrs, others, rng, share)
+    if not idx:
         return images, others, t
-    idx = torch.nonzero(chosen).flatten().tolist()
     sub = [attrs[i] for i in idx]
     size = images.shape[-1]
     bg = background_colours(sub)
