@@ -266,7 +266,9 @@ def style_choice_loss(model, tokenizer, img: torch.Tensor, attrs, others: list, 
 
     The contrastive loss spreads a soft label over every caption of the batch, which moves the two-text
     choice far less than the label (a grey interior labelled 26% filled still scores 0.97 'outline'); the
-    adaptation's classify term (``--lambda classify``) optimises exactly this choice."""
+    adaptation's classify term (``--lambda classify``) optimises exactly this choice. Measured, one stage
+    moves graded fills and blurs toward their labels but still scores adapted outlines above true ones, so
+    the shipped teachers do without (stylenada/toy/weights/README.md)."""
     rows, target = [], []
     for i, (a, o) in enumerate(zip(attrs, others, strict=True)):
         if a.style not in ("filled", "outline"):
