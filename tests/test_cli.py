@@ -249,6 +249,7 @@ def test_bad_command_lines_fail_in_one_line_and_touch_nothing(tiny_generator, tm
         (["train", "--generator", gen, "--source", " ", "--target", "b", "--out", str(tmp_path / "r")], 1, "source"),
         (["train", "--generator", str(tmp_path / "nope.pt"), "--source", "a", "--target", "b"], 1, "not found"),
         (["demo", "--layers", "bogus"], 2, "bogus"),
+        (["demo", "--generator", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "r")], 1, "not found"),
     ]
     if not torch.cuda.is_available():
         rows.append((["generate", gen, "--device", "cuda"], 1, "no CUDA"))

@@ -64,6 +64,10 @@ class DemoConfig:
 
     def source_generator(self) -> str:
         if self.generator:
+            if not Path(self.generator).is_file():
+                raise StylenadaError(f"generator not found: {self.generator}; give the path of a generator of the "
+                                     f"{get_task(self.task).source_domain!r} domain, or leave --generator out for "
+                                     "the shipped one")
             return self.generator
         family, domain = FAMILY_NAMES[self.family], get_task(self.task).source_domain
         if (family, domain) not in GENERATORS:
@@ -96,6 +100,7 @@ def run_demo(cfg: DemoConfig, progress: bool = True) -> dict:
     """Adapt, evaluate and write grid, metrics and curves into a fresh run folder; returns the metrics."""
     t0 = time.perf_counter()
     task = get_task(cfg.task)
+    cfg.source_generator()  # a missing generator fails here, before a run folder is made
     out = free_run_dir(cfg.out)
     clip_models = load_clip_models(list(cfg.clip), "cpu")
     train_cfg = train_config(cfg, out)

@@ -109,6 +109,9 @@ REAL_IMAGE_SOURCES["shapes"] = _shapes_renders
 @click.option("--noise-mode", type=click.Choice(list(NOISE_MODES)), default=None, help="[default: random]")
 @click.option("--source-text", type=click.Choice(list(SOURCE_TEXT_MODES)), default=None, help="[default: static]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--generator", type=click.Path(path_type=Path), default=None,
+              help="Another generator of the task's source domain, e.g. one trained by `python -m "
+                   "stylenada.toy.train_gan` [default: the shipped one].")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True,
               help="Run folder (a numbered sibling is used if it exists).")
 @user_errors
@@ -120,6 +123,8 @@ def demo(task: str, out: Path, **options) -> None:
     given = {**FAMILY_DEFAULTS.get(given.get("family", "sg2"), {}), **given}
     if "lambdas" in given:
         given["lambdas"] = parse_lambdas(given["lambdas"])
+    if "generator" in given:
+        given["generator"] = str(given["generator"])
     cfg = DemoConfig(task=task, out=str(out), **given)
     m = run_demo(cfg)
     click.echo(f"task {m['task']}: {m['source']!r} -> {m['target']!r}, {cfg.layers} layers, {cfg.iters} steps")
