@@ -27,6 +27,7 @@ from .render import (
     SHAPES,
     STYLES,
     attribute_prompts,
+    background_colours,
     caption,
     caption_matches,
     ink_coverage,
@@ -81,8 +82,6 @@ def add_glow(images: torch.Tensor, attrs, rng: torch.Generator, share: float) ->
     a teacher that has seen hazes whose colour is not the object's learns that the object's colour is
     the object's pixels, not the pixels near it.
     """
-    from .render import background_colours
-
     n = images.shape[0]
     filled = torch.tensor([a.style == "filled" for a in attrs])  # (a haze inside an outline would fill it)
     chosen = (torch.rand(n, generator=rng) < share) & filled
@@ -110,8 +109,6 @@ def add_nuisance(images: torch.Tensor, attrs, rng: torch.Generator, share: float
     (a darker red is "closer to blue"; a tinted background moves the embedding a little toward anything).
     A teacher that has learned that they do not change what the image shows gives them no reward.
     """
-    from .render import background_colours
-
     n = images.shape[0]
     chosen = torch.rand(n, generator=rng) < share
     if share <= 0 or not chosen.any():
@@ -212,8 +209,6 @@ def render_pairs(attrs, pairs: list[Pair], rng: torch.Generator, fill_gamma: flo
     table = {c: torch.tensor(v, dtype=torch.float32).view(3, 1, 1) / 127.5 - 1 for c, v in COLOURS.items()}
     for p in pairs:
         if p.kind == "colour":
-            from .render import background_colours
-
             coverage = ink_coverage(images[p.j][None], table[p.old][None], background_colours([attrs[p.j]]))[0]
             images[p.j] = images[p.j] + (table[p.new] - table[p.old]) * p.t * coverage
             others[p.j], t[p.j] = p.new, p.t
@@ -300,8 +295,6 @@ def mix_colours(images: torch.Tensor, attrs, rng: torch.Generator, share: float
     of changing its hue. Real CLIP has seen every colour; graded blends give the tiny one a continuous
     colour space too.
     """
-    from .render import background_colours
-
     n = images.shape[0]
     chosen = torch.rand(n, generator=rng) < share
     names = list(COLOURS)
@@ -380,17 +373,20 @@ def object_colours(attrs) -> torch.Tensor:
     return (rgb / 127.5 - 1)[..., None, None]
 
 
+def style_coverages(attrs, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each object: the ink coverage ([N, 1, H, W]) of its filled and of its outlined render, its ink
+    colour and its background colour ([N, 3, 1, 1])."""
+    ink, bg = object_colours(attrs), background_colours(list(attrs))
+    filled = ink_coverage(render([dataclasses.replace(a, style="filled") for a in attrs], size), ink, bg)
+    outline = ink_coverage(render([dataclasses.replace(a, style="outline") for a in attrs], size), ink, bg)
+    return filled, outline, ink, bg
+
+
 def interior_ink(images: torch.Tensor, attrs) -> torch.Tensor:
     """[N]: the mean share of ink over each outlined object's interior (inside the shape, beyond the world's
     stroke): 0 for a true outline, 1 for the filled shape."""
-    from .render import background_colours
-
-    size = images.shape[-1]
-    filled = render([dataclasses.replace(a, style="filled") for a in attrs], size)
-    outline = render([dataclasses.replace(a, style="outline") for a in attrs], size)
-    bg = background_colours(list(attrs))
-    ink = object_colours(attrs)
-    interior = (ink_coverage(filled, ink, bg) > 0.5) & (ink_coverage(outline, ink, bg) < 0.02)
+    filled, outline, ink, bg = style_coverages(attrs, images.shape[-1])
+    interior = (filled > 0.5) & (outline < 0.02)
     share = (ink_coverage(images, ink, bg) * interior).sum(dim=[1, 2, 3]) / interior.sum(dim=[1, 2, 3]).clamp_min(1)
     return share
 
@@ -441,17 +437,10 @@ def mix_interior(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng
     that is background, whatever else fills it. Measured, one stage left the teachers' scores of adapted
     outlines as they were, so the shipped teachers do without (stylenada/toy/weights/README.md).
     """
-    from .render import background_colours
-
     idx = unblended_outlines(attrs, others, rng, share)
     if not idx:
         return images, others, t
-    sub = [attrs[i] for i in idx]
-    size = images.shape[-1]
-    bg = background_colours(sub)
-    ink = object_colours(sub)
-    filled = ink_coverage(render([dataclasses.replace(a, style="filled") for a in sub], size), ink, bg)
-    outline = ink_coverage(render([dataclasses.replace(a, style="outline") for a in sub], size), ink, bg)
+    filled, outline, ink, bg = style_coverages([attrs[i] for i in idx], images.shape[-1])
     interior = (filled - outline).clamp_min(0)
     colour = torch.rand(len(idx), 3, 1, 1, generator=rng) * 2 - 1
     f = torch.rand(len(idx), generator=rng)
