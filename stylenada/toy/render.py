@@ -199,6 +199,11 @@ def background_colours(attrs: list[ShapeAttributes]) -> torch.Tensor:
     return torch.tensor([BACKGROUNDS[a.background] for a in attrs], dtype=torch.float32).view(-1, 3, 1, 1) / 127.5 - 1
 
 
+def object_colours(attrs: list[ShapeAttributes]) -> torch.Tensor:
+    """[N, 3, 1, 1]: each object's ink colour in [-1, 1] (the twin of :func:`background_colours`)."""
+    return torch.tensor([COLOURS[a.colour] for a in attrs], dtype=torch.float32).view(-1, 3, 1, 1) / 127.5 - 1
+
+
 def ink_coverage(images: torch.Tensor, ink: torch.Tensor, background: torch.Tensor) -> torch.Tensor:
     """How far each pixel's colour lies on the way from ``background`` to ``ink`` ([N or 1, 3, 1, 1] each, in
     [-1, 1]), clamped to [0, 1]: [N, 1, H, W], the share of the pixel the object's ink covers."""
@@ -271,4 +276,4 @@ def attribute_prompts(attribute: str) -> dict[str, str]:
 
 __all__ = ["BACKGROUNDS", "COLOURS", "DOMAINS", "OUTLINE_STROKE_PX", "Domain", "SHAPES", "STYLES", "ShapeAttributes",
            "attribute_prompts", "attributes_from_uniform", "caption", "caption_matches", "domain_sampler",
-           "ink_coverage", "render", "render_batch", "sample_attributes"]
+           "ink_coverage", "object_colours", "render", "render_batch", "sample_attributes"]

@@ -31,6 +31,7 @@ from .render import (
     caption,
     caption_matches,
     ink_coverage,
+    object_colours,
     render,
     render_batch,
 )
@@ -365,12 +366,6 @@ def mix_fill(images: torch.Tensor, attrs, others: list, t: torch.Tensor, rng: to
         images[i] = images[i] + share_t[k] * (filled[k] - images[i])
         others[i], t[i] = {"style": "filled"}, filled_weight(share_t[k], gamma)
     return images, others, t
-
-
-def object_colours(attrs) -> torch.Tensor:
-    """[N, 3, 1, 1]: each object's ink colour in [-1, 1]."""
-    rgb = torch.stack([torch.tensor(COLOURS[a.colour], dtype=torch.float32) for a in attrs])
-    return (rgb / 127.5 - 1)[..., None, None]
 
 
 def style_coverages(attrs, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
